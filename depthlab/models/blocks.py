@@ -1,0 +1,220 @@
+"""Building blocks shared by plain and residual nets.
+
+Each block reads top to bottom like torchvision's `models/resnet.py`
+(`identity = x`, `out = ...`, `out += identity`) and keeps its layer names
+(`conv1/bn1/conv2/bn2/conv3/bn3/downsample`), so state dicts line up with
+torchvision's. `residual=False` switches the addition off and nothing else:
+a plain block has exactly the main-path layers of its residual twin.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+NormLayer = Callable[[int], nn.Module]
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class PadShortcut(nn.Module):
+    """Option A shortcut (He et al. 2015, Sec. 4.2): subsample by `stride` and
+    zero-pad the new channels; parameter-free, so it adds no weighted layer."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra = out_planes - in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra > 0:
+            # pad the channel dim: (W_left, W_right, H_top, H_bottom, C_front, C_back)
+            x = F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pad_channels={self.extra}"
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (ResNet-18/34, CIFAR ResNets)."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        residual: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out += identity
+        return self.relu(out)
+
+    def last_norm(self) -> nn.Module:
+        return self.bn2
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4); stride on the 3x3 as in torchvision (ResNet v1.5)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        residual: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = norm_layer(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = norm_layer(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out += identity
+        return self.relu(out)
+
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+
+class PreActBasicBlock(nn.Module):
+    """Pre-activation basic block (He et al. 2016): BN-ReLU-conv twice, nothing after the add."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        residual: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        self.bn1 = norm_layer(inplanes)
+        self.relu = nn.ReLU(inplace=False)  # the pre-activated input also feeds a projection
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn2 = norm_layer(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        pre = self.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        if self.residual:
+            if self.downsample is not None:
+                # projections see the pre-activated input, as in the paper's code
+                identity = self.downsample(pre)
+            out = out + identity
+        return out
+
+    def last_norm(self) -> nn.Module:
+        return self.bn2
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck (He et al. 2016; ResNet-164/1001)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        residual: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        self.bn1 = norm_layer(inplanes)
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn2 = norm_layer(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn3 = norm_layer(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        pre = self.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(pre)
+            out = out + identity
+        return out
+
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+
+BLOCKS = {
+    ("basic", False): BasicBlock,
+    ("bottleneck", False): Bottleneck,
+    ("basic", True): PreActBasicBlock,
+    ("bottleneck", True): PreActBottleneck,
+}
