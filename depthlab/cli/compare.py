@@ -1,0 +1,94 @@
+"""`depthlab compare`: matched runs of several architectures at the same depths."""
+
+from __future__ import annotations
+
+import typer
+
+from depthlab.cli.common import console, fail
+from depthlab.cli.hydra_args import split_args
+from depthlab.cli.sweep import command_line, has_key, run_sweep
+from depthlab.config import ConfigError, compose_config
+
+# The papers' comparisons: ResNet Table 2 (imagenet) and Fig. 6 (cifar).
+DEFAULT_DEPTHS = {"imagenet": "18,34", "cifar": "20,32,44,56"}
+DENSE_DEPTHS = {"imagenet": "121,169", "cifar": "40,100"}
+
+HELP = """Compare architectures at the same depths, with the same data, recipe and seeds.
+
+  depthlab compare plain residual
+
+  depthlab compare plain residual depth=20,56 experiment=quick
+
+  depthlab compare plain residual dense depth=40,100 arch.layout=cifar seed=0,1
+
+Default depths: 18,34 for the imagenet layout (ResNet paper, Table 2),
+20,32,44,56 for the cifar layout (Fig. 6). Runs that already completed with
+the same configuration are reused, not retrained. Prints the side-by-side
+table (parameters, FLOPs, final training and test error, gradient-norm ratio
+first/last layer at init and at the end, status) and the verdicts: does the
+deeper plain net train worse (degradation), and do shortcuts fix it?
+Everything else works as in depthlab sweep (launchers, --fresh, report.md).
+"""
+
+
+def compare(
+    ctx: typer.Context,
+    fresh: bool = typer.Option(False, "--fresh", help="Retrain instead of reusing completed runs."),
+) -> None:
+    args = list(ctx.args)
+    command = command_line("compare", args, fresh)
+    archs = []
+    while args and "=" not in args[0] and not args[0].startswith("-"):
+        archs.append(args.pop(0))
+    valid = ("plain", "residual", "dense")
+    bad = [a for a in archs if a not in valid]
+    if bad:
+        fail(f"unknown architecture {bad[0]!r}; valid: {', '.join(valid)}")
+    if len(set(archs)) < 2:
+        fail("compare needs at least two different architectures, e.g. depthlab compare plain residual")
+    flags, overrides, dirs = split_args(args)
+    if has_key(overrides, "arch"):
+        fail("give the architectures as arguments (depthlab compare plain residual), not arch=")
+    try:
+        layout = compose_config([o for o in overrides if "," not in o and "range(" not in o],
+                                dirs).arch.layout
+    except ConfigError as err:
+        fail(str(err))
+    if not has_key(overrides, "depth"):
+        depths = (DENSE_DEPTHS if archs == ["dense"] else DEFAULT_DEPTHS)[layout]
+        overrides.append(f"depth={depths}")
+        console.print(f"default depths for the {layout} layout: {depths}", highlight=False)
+    others = [a for a in archs if a != "dense"]
+    extra = []
+    if "dense" in archs and others:
+        # DenseNet-BC depths (6n+4 on cifar, 121.. on imagenet) never equal ResNet
+        # depths: each dense run stands in at the nearest valid dense depth.
+        depth_arg = next(o for o in overrides if o.partition("=")[0] == "depth")
+        dense_depths = nearest_dense_depths(depth_arg.partition("=")[2], layout)
+        console.print(f"dense nets use the nearest valid dense depths: {dense_depths}",
+                      highlight=False)
+        extra = [["arch=dense", *[o for o in overrides if o != depth_arg], f"depth={dense_depths}"]]
+        archs_sweep = others
+    else:
+        archs_sweep = archs
+    overrides = [f"arch={','.join(archs_sweep)}", *overrides]
+    run_sweep(overrides, flags, dirs, prefix="compare", fresh=fresh,
+              title=f"Compare {' vs '.join(archs)}", command=command, extra=extra)
+
+
+def nearest_dense_depths(depths: str, layout: str) -> str:
+    from depthlab.models.depths import DENSENET_IMAGENET
+
+    out = []
+    for d in depths.split(","):
+        d = int(d)
+        if layout == "imagenet":
+            out.append(min(DENSENET_IMAGENET, key=lambda v: (abs(v - d), v)))
+        else:
+            out.append(max(10, 6 * round((d - 4) / 6) + 4))
+    return ",".join(str(d) for d in dict.fromkeys(out))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare", help=HELP,
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(compare)

@@ -1,0 +1,138 @@
+"""`depthlab report`: table, verdicts and figures from run directories alone (no training).
+
+`print_comparison`, `print_verdicts` and `build_report` are also what `sweep`
+and `compare` call at their end. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from depthlab.cli.common import console, fail, out
+
+STATUS_STYLE = {"diverged": "red", "failed": "red", "running": "yellow", "interrupted": "yellow"}
+
+
+def print_comparison(table, *, title: str = "Comparison") -> None:
+    """The side-by-side table (one row per architecture and depth) on stdout."""
+    from depthlab.analysis import comparison_rows
+
+    rows = comparison_rows(table, compact=True)
+    grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                 padding=(0, 0),
+                 caption="errors: final, in %; ratio: log10(gradient norm of the first / last "
+                         "main-path layer); mean±std over completed seeds",
+                 caption_justify="left")
+    headers = ["depth", "arch", "params\n(M)", "FLOPs", "train\nerr %", "test\nerr %",
+               "ratio\ninit", "ratio\nend", "status"]
+    for i, h in enumerate(headers):
+        grid.add_column(h, justify="left" if i in (1, 8) else "right", no_wrap=i != 8,
+                        overflow="fold")
+    for i, row in enumerate(rows):
+        status = row[-1]
+        style = next((s for k, s in STATUS_STYLE.items() if k in status), None)
+        last_of_depth = i + 1 == len(rows) or rows[i + 1][0] != row[0]
+        grid.add_row(*row[:-1], f"[{style}]{status}[/]" if style else status,
+                     end_section=last_of_depth)
+    out.print(grid)
+
+
+def print_verdicts(verdicts: Sequence) -> None:
+    """The verdicts in words, one bullet each (hanging indent), on stdout."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for v in verdicts:
+        head, sep, rest = v.text.partition(": ")
+        text = Text.assemble((head, "bold"), sep + rest) if sep else Text(v.text)
+        grid.add_row("•", text)
+    out.print(Text("Verdicts", style="bold"))
+    out.print(grid)
+
+
+def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = None,
+                 title: str | None = None, commands: Sequence[str] | None = None,
+                 heatmap_run: str | None = None, machine: str | None = None) -> dict[str, Path]:
+    """Load the runs under `paths`, print the table and verdicts, write the report.
+
+    User errors (no such path, no runs, unknown --heatmap-run) end in `fail`
+    before anything is written. Returns the paths written (see write_report).
+    """
+    from depthlab import analysis
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        fail("give at least one run or sweep directory, e.g. depthlab report runs/my-sweep")
+    for p in paths:
+        if not p.exists():
+            fail(f"no such file or directory: {p}")
+    table, warnings = analysis.load_runs(paths)
+    if table.empty:
+        skipped = f" ({len(warnings)} skipped as broken, see the warnings above)" if warnings else ""
+        fail(f"no runs found under {', '.join(map(str, paths))}{skipped}: a run directory holds "
+             "summary.json (or config.yaml and metrics_epochs.csv), as depthlab train and "
+             "depthlab sweep write them, e.g. runs/<sweep>/<arch>-<depth>-s<seed>/")
+    try:
+        analysis.choose_heatmap_run(table, heatmap_run)
+    except KeyError as err:
+        fail(f"--heatmap-run: {err.args[0]}")
+    if out_dir is None:
+        out_dir = paths[0] if paths[0].is_dir() else paths[0].parent
+    title = title or f"depthlab report: {', '.join(map(str, paths))}"
+    print_comparison(table, title=title)
+    print_verdicts(analysis.verdicts(table))
+    written = analysis.write_report(table, out_dir, title=title, commands=commands,
+                                    machine=machine, heatmap_run=heatmap_run, warnings=warnings)
+    figures = [p for k, p in written.items() if k not in ("summary", "markdown", "html")]
+    console.print(f"report: {written['markdown']} and {written['html'].name}, "
+                  f"{written['summary'].name}, {len(figures)} figures in {Path(out_dir)}",
+                  highlight=False)
+    return written
+
+
+def report(
+    paths: list[Path] = typer.Argument(..., metavar="PATH...",
+                                       help="Run directories, or directories above them (a sweep, runs/)."),
+    out_dir: Path = typer.Option(None, "--out", help="Where to write the report (default: the first PATH)."),
+    title: str = typer.Option(None, "--title", help="Title of report.md / report.html."),
+    heatmap_run: str = typer.Option(None, "--heatmap-run", metavar="NAME",
+                                    help="Run for the gradient heatmap, e.g. plain-56-s0 "
+                                         "(default: the deepest plain run)."),
+) -> None:
+    """Rebuild the comparison table, verdicts and figures from run directories alone (no training).
+
+    depthlab report runs/sweep-depth20,56
+
+    depthlab report runs/a runs/b --out results/degradation --title "Plain vs residual, CIFAR-10"
+
+    depthlab report runs/sweep-depth20,56 --heatmap-run plain-56-s0
+
+    Works on runs made on another machine or a cluster: it reads only the run
+    directories (summary.json, metrics_epochs.csv, gradflow.csv). Prints the
+    side-by-side table and the verdicts (degradation, plain vs residual at
+    equal depth, vanishing gradients) and writes report.md, a self-contained
+    report.html, summary.csv (one row per run) and the figures (error curves,
+    final error vs depth, gradient norm per layer, gradient heatmap) into --out.
+    Broken runs are skipped with a warning; failed and diverged runs are listed
+    and left out of the verdicts.
+    """
+    command = ["depthlab", "report", *map(str, paths)]
+    if out_dir is not None:
+        command += ["--out", str(out_dir)]
+    if title is not None:
+        command += ["--title", title]
+    if heatmap_run is not None:
+        command += ["--heatmap-run", heatmap_run]
+    build_report(paths, out_dir=out_dir, title=title, commands=[shlex.join(command)],
+                 heatmap_run=heatmap_run)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

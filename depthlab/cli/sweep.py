@@ -1,0 +1,120 @@
+"""`depthlab sweep`: many runs through Hydra's multirun and launcher plugins."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from pathlib import Path
+
+import typer
+
+from depthlab.cli.common import console, fail
+from depthlab.cli.hydra_args import check, info_only, split_args
+from depthlab.config import ConfigError, compose_config, expand_sweep, parse_overrides
+
+HELP = """Run a sweep: every combination of the comma-separated values, one run each.
+
+Arguments are Hydra overrides; a comma list or range() makes an axis:
+
+  depthlab sweep depth=20,32,44,56 arch.layout=cifar data.train_subset=5000
+
+  depthlab sweep depth=18,34 seed=0,1,2 arch=plain,residual data=imagenet data.root=/data/imagenet trainer=gpu
+
+  depthlab sweep depth=20,56 hydra/launcher=joblib hydra.launcher.n_jobs=2
+
+  depthlab sweep depth=20,56,110 hydra/launcher=slurm hydra.launcher.partition=gpu
+
+With no arch= the sweep covers plain and residual. Runs go to
+runs/<sweep.name>/<arch>-<depth>-s<seed>/; sweep.name defaults to a name made
+from the overrides, so the same command finds its own runs again: completed
+runs are skipped, unfinished ones resume from their last checkpoint
+(--fresh starts every run over). The sweep ends with the comparison table,
+the verdicts and report.md in the sweep directory.
+
+Launchers (Hydra plugins): basic (default, one run after another), joblib
+(several at once on this machine), submitit_local, slurm (submitit on a SLURM
+cluster; edit partition, GPUs, time and memory with hydra.launcher.* overrides,
+see depthlab/conf/hydra/launcher/slurm.yaml).
+"""
+
+
+def default_sweep_name(prefix: str, overrides: list[str]) -> str:
+    """A readable, stable name from the overrides: same command, same directory."""
+    parts = []
+    for o in sorted(overrides):
+        key, _, value = o.partition("=")
+        if key.startswith(("hydra", "run.fresh", "sweep.name", "paths.")):
+            continue
+        parts.append(f"{key.split('.')[-1]}{value}")
+    name = re.sub(r"[^A-Za-z0-9.+-]+", "-", "_".join(parts)).strip("-") or "default"
+    name = f"{prefix}-{name}"
+    if len(name) > 60:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:50]}-{digest}"
+    return name
+
+
+def has_key(overrides: list[str], key: str) -> bool:
+    return any(o.partition("=")[0].lstrip("+~") == key for o in overrides)
+
+
+def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefix: str,
+              fresh: bool, title: str, command: str, extra: list[list[str]] = ()) -> None:
+    """Launch the multirun (and `extra` multiruns into the same sweep directory),
+    then print the table and verdicts and write the report."""
+    name_override = None
+    if not has_key(overrides, "sweep.name"):
+        name_override = f"sweep.name={default_sweep_name(prefix, overrides)}"
+    launches = []
+    n_runs = 0
+    for ovr in [overrides, *extra]:
+        ovr = [*ovr, *([name_override] if name_override else []),
+               *(["run.fresh=true"] if fresh else [])]
+        n_runs += len(check(ovr, dirs, sweep=True))
+        launches.append(ovr)
+    first = compose_config(expand_sweep(launches[0])[0], dirs)
+    sweep_dir = Path(first.paths.runs_dir) / first.sweep.name
+    if not info_only(flags):
+        console.print(f"[bold]{title}[/]: {n_runs} runs -> {sweep_dir}", highlight=False)
+    from depthlab.launch import launch
+
+    for ovr in launches:
+        launch(["--multirun", *flags, *ovr])
+    if info_only(flags):
+        return
+    from depthlab.cli.report import build_report
+
+    build_report([sweep_dir], out_dir=sweep_dir, title=title, commands=[command])
+    failed = [p for p in sweep_dir.glob("*/summary.json") if '"failed"' in p.read_text()]
+    if failed:
+        fail(f"{len(failed)} of {n_runs} runs failed (see their summary.json / error.txt)", code=1)
+
+
+def command_line(name: str, args: list[str], fresh: bool) -> str:
+    return shlex.join(["depthlab", name, *(["--fresh"] if fresh else []), *args])
+
+
+def sweep(
+    ctx: typer.Context,
+    fresh: bool = typer.Option(False, "--fresh", help="Start every run of the sweep over."),
+) -> None:
+    command = command_line("sweep", list(ctx.args), fresh)
+    flags, overrides, dirs = split_args(list(ctx.args))
+    if not overrides:
+        fail("nothing to sweep: give overrides such as depth=20,32,44,56 (see --help)")
+    try:
+        parse_overrides(overrides)
+    except ConfigError as err:
+        fail(str(err))
+    note = ""
+    if not has_key(overrides, "arch"):
+        overrides = ["arch=plain,residual", *overrides]
+        note = " (no arch= given: plain and residual)"
+    run_sweep(overrides, flags, dirs, prefix="sweep", fresh=fresh, command=command,
+              title=f"Sweep {' '.join(overrides)}{note}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep", help=HELP,
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(sweep)

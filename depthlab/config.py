@@ -1,0 +1,188 @@
+"""Composing and checking configs before anything runs or is written.
+
+Hydra composes (struct mode: a misspelt key is an error); this module turns
+Hydra's multi-line errors into one line that names the key and what is valid,
+and checks what Hydra cannot know (valid depths, positive sizes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIG_MODULE = "depthlab.conf"
+CONFIG_NAME = "config"
+GROUPS = ["arch", "data", "optim", "schedule", "trainer", "logger", "experiment"]
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix; str() is one line."""
+
+
+def conf_dir() -> Path:
+    return Path(__file__).parent / "conf"
+
+
+def group_options(group: str, extra_dirs: Iterable[Path] = ()) -> list[str]:
+    """Options of a config group (files in conf/<group>/, `_`-prefixed bases excluded)."""
+    names = set()
+    for root in [conf_dir(), *extra_dirs]:
+        folder = Path(root) / group
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+    return sorted(names)
+
+
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    """Parse with Hydra's grammar; a malformed override is a one-line ConfigError."""
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as err:
+        first = str(err).strip().splitlines()[0]
+        bad = next((o for o in overrides if o in str(err)), None) or _guess_bad(overrides)
+        raise ConfigError(
+            f"malformed override {bad!r}: {first}; write key=value, e.g. depth=56 or arch=plain"
+        ) from None
+
+
+def _guess_bad(overrides: list[str]) -> str:
+    for o in overrides:
+        try:
+            OverridesParser.create().parse_overrides([o])
+        except OverrideParseException:
+            return o
+    return " ".join(overrides)
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """The concrete override lists a sweep will run (Hydra's basic sweeper order)."""
+    parsed = parse_overrides(overrides)
+    axes: list[list[str]] = []
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([f"{key}={o.get_value_element_as_str()}"])
+    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+
+
+def compose_config(overrides: list[str], config_dirs: Iterable[Path] = ()) -> DictConfig:
+    """Compose like `depthlab train` would, with one-line errors."""
+    parse_overrides(overrides)
+    extra = [f"file://{Path(d).resolve()}" for d in config_dirs]
+    if extra:
+        overrides = [*overrides, f"hydra.searchpath=[{','.join(extra)}]"]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+            # resolve now so that a bad interpolation fails here, not mid-run
+            OmegaConf.resolve(cfg)
+    except MissingConfigException as err:
+        raise ConfigError(_missing_message(err, list(config_dirs))) from None
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_compose_message(err)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def _missing_message(err: MissingConfigException, dirs: list[Path]) -> str:
+    text = str(err)
+    m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if m:
+        group, option = m.groups()
+        valid = group_options(group, dirs)
+        return f"unknown option {option!r} for config group {group}; valid: {', '.join(valid)}"
+    return " ".join(text.split())
+
+
+def _compose_message(err: Exception) -> str:
+    text = str(err) + (f"\n{err.__cause__}" if err.__cause__ is not None else "")
+    m = re.search(r"Key '([^']+)' is not in struct.*?full_key: (\S+)", text, re.S)
+    if m:
+        key, full_key = m.group(1), m.group(2)
+        return unknown_key_message(full_key)
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m and "not in struct" in text:
+        return unknown_key_message(m.group(1))
+    if "Could not load" in text or "Could not find" in text:
+        return " ".join(text.split())
+    return " ".join(text.replace("\n", " ").split())
+
+
+def unknown_key_message(full_key: str) -> str:
+    parent, _, key = full_key.rpartition(".")
+    known = _known_keys(parent)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+    where = f"in {parent}" if parent else "at the top level"
+    return f"unknown config key {full_key!r}{hint}; keys {where}: {', '.join(known)}"
+
+
+def _known_keys(parent: str) -> list[str]:
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            cfg = compose(CONFIG_NAME)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return sorted(node.keys()) if isinstance(node, DictConfig) else []
+    except Exception:  # best effort: only used to word an error
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_config(cfg: DictConfig | dict) -> None:
+    """What Hydra cannot check: valid depths and positive sizes. Raises ConfigError."""
+    from depthlab.models import ArchitectureError, build_model  # noqa: F401 (cheap)
+    from depthlab.models.depths import densenet_spec, resnet_spec
+
+    c = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+    arch, depth = c.arch.name, c.depth
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        raise ConfigError(f"depth must be an integer, got {depth!r}")
+    try:
+        if arch == "dense":
+            densenet_spec(depth, c.arch.layout, c.arch.get("growth_rate"))
+        elif arch in ("plain", "residual"):
+            resnet_spec(depth, c.arch.layout, c.arch.get("block", "auto"))
+        else:
+            raise ArchitectureError(f"unknown architecture {arch!r}; valid: plain, residual, dense")
+    except ArchitectureError as err:
+        raise ConfigError(str(err)) from None
+    t = c.trainer
+    positive = {"trainer.batch_size": t.batch_size, "trainer.eval_batch_size": t.eval_batch_size,
+                "trainer.eval_every": t.eval_every, "trainer.log_every": t.log_every,
+                "gradflow.every": c.gradflow.every, "optim.lr": c.optim.lr}
+    if t.iterations is None:
+        positive["trainer.epochs"] = t.epochs
+    else:
+        positive["trainer.iterations"] = t.iterations
+    for key, value in positive.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key} must be a positive number, got {value!r}")
+    for key in ("train_subset", "test_subset"):
+        value = c.data.get(key)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"data.{key} must be a positive integer or null, got {value!r}")
+    if t.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"trainer.precision must be fp32, bf16 or fp16, got {t.precision!r}")
+    device = str(t.device)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if t.precision != "fp32" and device == "cpu":
+        raise ConfigError(f"trainer.precision={t.precision} needs a CUDA device; use fp32 on the CPU")
+    if c.schedule.name == "step" and any(not 0 < m < 1 for m in c.schedule.milestones):
+        raise ConfigError("schedule.milestones are fractions of the run, each in (0, 1)")

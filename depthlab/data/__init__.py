@@ -1,0 +1,50 @@
+"""Data sets for depthlab runs: CIFAR-10 and synthetic images served whole from
+the training device, ImageNet and any image folder through torchvision's
+DataLoader. One entry point:
+
+    >>> from depthlab.data import build_data
+    >>> data = build_data({"name": "synthetic"}, batch_size=64, eval_batch_size=256,
+    ...                   device="cpu", seed=0)
+    >>> data.train.set_epoch(0)
+    >>> x, y = next(iter(data.train))
+    >>> tuple(x.shape), x.dtype, y.dtype
+    ((64, 3, 32, 32), torch.float32, torch.int64)
+
+`cfg` is the `data` config group (conf/data/<name>.yaml, a dict or DictConfig);
+keys left out take the defaults those files show. Data knows nothing of Hydra.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+
+from . import cifar10, folder, synthetic
+from .base import DataBundle, DataError, Loader, check_batch_sizes
+
+BUILDERS: dict[str, Callable[..., DataBundle]] = {
+    "cifar10": cifar10.build,
+    "imagenet": folder.build_imagenet,
+    "folder": folder.build_folder,
+    "synthetic": synthetic.build,
+}
+NAMES = tuple(BUILDERS)
+
+__all__ = ["DataBundle", "DataError", "Loader", "NAMES", "build_data"]
+
+
+def build_data(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
+               device: torch.device | str, seed: int) -> DataBundle:
+    """The training and test loaders of the data set `cfg["name"]`, batches on `device`.
+
+    Shuffling and augmentation of epoch e are a pure function of (seed, e): call
+    `bundle.train.set_epoch(e)` before each epoch. Raises DataError (one line)
+    for anything the user can fix.
+    """
+    name = cfg.get("name")
+    if name not in BUILDERS:
+        raise DataError(f"unknown data set {name!r} (data.name); valid: {', '.join(NAMES)}")
+    check_batch_sizes(batch_size, eval_batch_size)
+    return BUILDERS[name](cfg, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                          device=torch.device(device), seed=int(seed))

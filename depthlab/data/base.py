@@ -1,0 +1,155 @@
+"""What every data set shares: the bundle handed to training, the one error
+type, option parsing, seeds, and class-balanced subsets."""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol, Union
+
+import numpy as np
+import torch
+
+
+class DataError(ValueError):
+    """A user-facing data problem; str() is one line: what was wrong and what is valid."""
+
+
+class Loader(Protocol):
+    """Batches of (x, y) already on the training device."""
+
+    def __len__(self) -> int: ...  # batches per epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...  # order/augmentation of epoch e = f(seed, e)
+
+
+@dataclass
+class DataBundle:
+    name: str  # "cifar10" | "imagenet" | "folder" | "synthetic"
+    train: Loader  # shuffled, augmented, last incomplete batch dropped
+    test: Loader  # fixed order, no augmentation, every sample once
+    num_classes: int
+    image_size: int  # H == W of the tensors the model sees
+    in_channels: int
+    train_size: int  # training images actually used (after train_subset)
+    test_size: int
+    classes: list[str]
+    normalisation: str  # human-readable description of what x was normalised with
+
+
+# Independent random streams derived from the run seed; an epoch's stream also
+# takes the epoch number, so resuming at an epoch boundary replays it exactly.
+STREAM_TRAIN_SUBSET = 1
+STREAM_TEST_SUBSET = 2
+STREAM_EPOCH = 3
+
+
+def derive_seed(seed: int, *stream: int) -> int:
+    """A 63-bit seed that depends on (seed, *stream) only, well mixed (numpy's SeedSequence)."""
+    words = np.random.SeedSequence([seed % 2**64, *stream]).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator for one epoch's order and augmentation (never the global RNG;
+    CPU so that the same seed gives the same batches on any device)."""
+    return torch.Generator().manual_seed(derive_seed(seed, STREAM_EPOCH, epoch))
+
+
+# --- options -----------------------------------------------------------------
+
+def parse_options(cls: type, cfg: Mapping[str, Any], name: str) -> Any:
+    """Build the options dataclass `cls` from the `data` config; unknown keys and
+    wrongly typed values are one-line DataErrors (a typo must not pass silently)."""
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(cfg) - set(known) - {"name"})
+    if unknown:
+        raise DataError(
+            f"unknown key(s) {', '.join('data.' + k for k in unknown)} for data={name}; "
+            f"valid: {', '.join(['name', *known])}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name in cfg:
+            value = cfg[f.name]
+        elif f.default is not MISSING:
+            value = f.default
+        else:
+            value = f.default_factory()  # type: ignore[misc]
+        values[f.name] = _check_type(f.name, value, hints[f.name])
+    return cls(**values)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, (str, Path)):
+            return str(value)
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null"}
+    expected = " or ".join(words[k] for k in allowed)
+    raise DataError(f"data.{key} must be {expected}, got {value!r}")
+
+
+def expand(path: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(path)))
+
+
+def check_batch_sizes(batch_size: Any, eval_batch_size: Any) -> None:
+    for what, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DataError(f"{what} must be a positive integer, got {value!r}")
+
+
+def check_fits_one_batch(train_size: int, batch_size: int) -> None:
+    # The training loader drops the last incomplete batch (BatchNorm), so a set
+    # smaller than one batch would give an epoch of zero steps.
+    if train_size < batch_size:
+        raise DataError(
+            f"the training set has {train_size} images, fewer than one batch of {batch_size}; "
+            f"lower the batch size or raise data.train_subset"
+        )
+
+
+# --- subsets -----------------------------------------------------------------
+
+def balanced_subset(labels: Any, size: int | None, *, classes: list[str], seed: int,
+                    stream: int, key: str) -> np.ndarray:
+    """Indices (ascending) of a class-balanced subset of `size` samples: the first
+    size // C of each class after a seeded shuffle, the remainder going one each to
+    the first classes. size None = every sample."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n, num_classes = len(labels), len(classes)
+    if size is None:
+        return np.arange(n)
+    if size <= 0:
+        raise DataError(f"data.{key} must be a positive number of images or null (all), got {size}")
+    if size > n:
+        raise DataError(f"data.{key}={size} is larger than the {n} images available; "
+                        f"use at most {n}, or null for all")
+    rng = np.random.default_rng(np.random.SeedSequence([seed % 2**64, stream]))
+    order = rng.permutation(n)
+    shuffled = labels[order]
+    picked = []
+    for c in range(num_classes):
+        quota = size // num_classes + (c < size % num_classes)
+        members = order[shuffled == c]
+        if len(members) < quota:
+            raise DataError(f"data.{key}={size} needs {quota} images of class {classes[c]!r} "
+                            f"but it has {len(members)}; use a smaller subset")
+        picked.append(members[:quota])
+    return np.sort(np.concatenate(picked))

@@ -1,0 +1,198 @@
+"""Hydra's entry point: one Hydra job = one run directory = one `train.run`.
+
+Typer commands hand their arguments to `launch()`, which runs `@hydra.main`
+with them, so Hydra's override grammar, `--cfg job`, `--multirun` and launcher
+plugins (joblib, submitit) all keep working. Each job decides what to do with
+its directory: skip a completed run, resume an unfinished one, or start over
+(`run.fresh=true`); it records a failure in the run's `summary.json` instead of
+killing the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("depthlab")
+
+# Keys that may change between invocations of the same run without making it a different run.
+VOLATILE = {("run", "fresh"), ("logger",), ("trainer", "device"), ("trainer", "threads"),
+            ("trainer", "log_every"), ("data", "root"), ("data", "cache_dir"), ("data", "workers"),
+            ("paths",), ("sweep",)}
+RUN_FILES = ["summary.json", "config.yaml", "layers.csv", "blocks.csv", "metrics_steps.csv",
+             "metrics_epochs.csv", "gradflow.csv", "activations.csv", "checkpoint.pt",
+             "checkpoint.prev.pt", "wandb_id.txt"]
+
+
+@dataclass
+class JobOutcome:
+    run_dir: Path
+    status: str  # completed | diverged | interrupted | failed | skipped
+    summary: dict[str, Any] | None
+    error: str | None = None
+    user_error: bool = False
+
+
+OUTCOMES: list[JobOutcome] = []  # what the jobs of this process did, for the CLI to report
+
+
+class RunConflict(ValueError):
+    pass
+
+
+def _strip(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in cfg.items():
+        if (key,) in VOLATILE:
+            continue
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if (key, k) not in VOLATILE}
+        out[key] = value
+    return out
+
+
+def config_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ (ignoring keys that don't change the experiment)."""
+    diffs: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{prefix}{k}.")
+        elif a != b:
+            diffs.append(f"{prefix[:-1]}: {a!r} -> {b!r}")
+
+    walk(_strip(old), _strip(new), "")
+    return diffs
+
+
+def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> dict[str, Any] | None:
+    """Return the summary of a finished run to skip, or None to (re)start training."""
+    if fresh:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        return None
+    config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
+    if config_path.exists():
+        try:
+            old = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError:
+            old = None
+        if old is not None:
+            diffs = config_difference(old, cfg)
+            if diffs:
+                raise RunConflict(
+                    f"{run_dir} holds a run with a different config ({'; '.join(diffs[:3])}); "
+                    "pass --fresh to replace it, or run.name=... / sweep.name=... for a new one"
+                )
+    if summary_path.exists():
+        import json
+        try:
+            summary = json.loads(summary_path.read_text())
+        except ValueError:
+            return None
+        if summary.get("status") in ("completed", "diverged"):
+            return summary
+    return None
+
+
+def _is_new(run_dir: Path) -> bool:
+    return not any((run_dir / name).exists() for name in ("summary.json", "checkpoint.pt"))
+
+
+def make_sinks(cfg: dict[str, Any]) -> list[Any]:
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
+    if wandb_cfg.get("mode", "disabled") == "disabled":
+        return []
+    from depthlab.tracking.safe import SafeSink
+    from depthlab.tracking.wandb_sink import WandbSink
+    return [SafeSink(WandbSink(wandb_cfg), "W&B")]
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any] | None:
+    from depthlab import train
+    from depthlab.config import ConfigError, check_config
+    from depthlab.data import DataError
+    from depthlab.models import ArchitectureError
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    group = cfg.sweep.name if multirun else cfg.run.group
+    container = OmegaConf.to_container(cfg, resolve=True)
+    new_dir = _is_new(run_dir)
+    try:
+        check_config(cfg)
+        done = prepare_run_dir(run_dir, container, bool(cfg.run.fresh))
+        if done is not None:
+            log.info("%s: already %s, skipping (--fresh to run it again)", cfg.run.name,
+                     done["status"])
+            OUTCOMES.append(JobOutcome(run_dir, "skipped", done))
+            return done
+        summary = train.run(container, run_dir, group=group, extra_sinks=make_sinks(container))
+        OUTCOMES.append(JobOutcome(run_dir, summary["status"], summary))
+        return summary
+    except (ConfigError, DataError, ArchitectureError, RunConflict, FileNotFoundError,
+            PermissionError) as err:
+        message = " ".join(str(err).split())
+        if not multirun:
+            # bad input: leave nothing behind but what was there before
+            if new_dir:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
+            return None
+        _record_failure(run_dir, cfg, message)
+        OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
+        return None
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # a bug or a crash in one run must not end a sweep
+        message = f"{type(err).__name__}: {' '.join(str(err).split())}"
+        log.error("%s failed: %s", cfg.run.name, message)
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        _record_failure(run_dir, cfg, message)
+        OUTCOMES.append(JobOutcome(run_dir, "failed", None, message))
+        return None
+
+
+def _record_failure(run_dir: Path, cfg: DictConfig, message: str) -> None:
+    from depthlab.tracking.local import read_json, write_json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "summary.json"
+    try:
+        summary = read_json(path) if path.exists() else {}
+    except ValueError:
+        summary = {}
+    summary.update({"name": cfg.run.name, "arch": cfg.arch.name, "depth": cfg.depth,
+                    "layout": cfg.arch.layout, "seed": cfg.seed, "status": "failed",
+                    "diverged": False, "error": message})
+    write_json(path, summary)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://depthlab.conf", config_name="config")
+def hydra_entry(cfg: DictConfig) -> dict[str, Any] | None:
+    return run_job(cfg)
+
+
+def launch(args: list[str]) -> list[JobOutcome]:
+    """Run Hydra with `args` (overrides and Hydra flags) as its command line."""
+    OUTCOMES.clear()
+    argv = sys.argv
+    sys.argv = ["depthlab", *args]
+    try:
+        hydra_entry()
+    finally:
+        sys.argv = argv
+    return list(OUTCOMES)

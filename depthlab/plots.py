@@ -1,0 +1,274 @@
+"""Figures from the run table: PNGs readable at a glance, axes labelled with units.
+
+    plot_error_curves(table, "error_curves.png")        # ResNet paper Fig. 4/6 style
+    plot_final_error(table, "final_error_vs_depth.png") # the degradation at a glance
+    plot_gradflow_layers(table, "gradflow_layers.png")  # gradient norm vs layer, per depth
+    plot_gradflow_heatmap(run_dir, "gradflow_heatmap.png")
+
+Each takes the table from `depthlab.analysis.load_table` (or a run directory),
+writes one PNG atomically and returns its path; it raises `NothingToPlot` when
+the runs hold no data for it. Curves and gradient profiles use the runs that
+trained (completed, running, interrupted); seeds of one architecture and
+depth are averaged (gradient norms geometrically).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+from depthlab.analysis import ARCH_ORDER, aggregate, epoch_metrics, gradflow, gradflow_profile  # noqa: E402
+
+DPI = 130
+ARCH_COLOURS = {"plain": "#d62728", "residual": "#1f77b4", "dense": "#2ca02c"}
+OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+TRAINED = ("completed", "running", "interrupted")
+
+plt.rcParams.update({
+    "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+    "font.size": 10, "axes.titlesize": 11, "legend.fontsize": 8.5, "legend.framealpha": 0.85,
+})
+
+
+class NothingToPlot(ValueError):
+    """The runs hold no data for this figure; str() says what is missing."""
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _variants(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(variant, arch) in display order: plain, residual, dense, others."""
+    pairs = table[["variant", "arch", "settings"]].drop_duplicates()
+    pairs = pairs.assign(_o=pairs["arch"].map(lambda a: (ARCH_ORDER.get(a, len(ARCH_ORDER)), a)))
+    pairs = pairs.sort_values(["_o", "settings"], kind="stable")
+    return list(zip(pairs["variant"], pairs["arch"]))
+
+
+def _arch_colours(variants: list[tuple[str, str]]) -> dict[str, str]:
+    colours, spare, used = {}, iter(OTHER_COLOURS * 4), set()
+    for variant, arch in variants:
+        c = ARCH_COLOURS.get(arch)
+        colours[variant] = c if c and c not in used else next(spare)
+        used.add(colours[variant])
+    return colours
+
+
+def _depth_colours(depths) -> dict[float, tuple]:
+    depths = sorted(set(depths))
+    cmap = plt.get_cmap("viridis")
+    if len(depths) == 1:
+        return {depths[0]: cmap(0.35)}
+    return {d: cmap(0.8 * i / (len(depths) - 1)) for i, d in enumerate(depths)}
+
+
+def _panels(n: int, *, rows: int = 1, width: float = 5.2, height: float = 3.9):
+    fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False)
+    return fig, axes
+
+
+def _title_of(variant: str) -> str:
+    arch, _, rest = variant.partition(" (")
+    return f"{arch} nets" + (f" ({rest}" if rest else "")
+
+
+def _seed_note(n: int) -> str:
+    return "" if n <= 1 else f" ({n} seeds)"
+
+
+def plot_error_curves(table: pd.DataFrame, path: str | Path) -> Path:
+    """Training (thin dashed) and test (bold) error vs epoch; one panel per architecture,
+    one colour per depth, seeds averaged per epoch."""
+    trained = table[table["status"].isin(TRAINED)]
+    curves: dict[tuple[str, float], list[pd.DataFrame]] = {}
+    for _, r in trained.iterrows():
+        m = epoch_metrics(r["run_dir"])
+        if m is not None and ("train_error" in m or "test_error" in m):
+            curves.setdefault((r["variant"], r["depth"]), []).append(m)
+    if not curves:
+        raise NothingToPlot("no completed or running run has a metrics_epochs.csv")
+    variants = [v for v in _variants(trained) if any(k[0] == v[0] for k in curves)]
+    colours = _depth_colours(k[1] for k in curves)
+    fig, axes = _panels(len(variants))
+    top = 0.0
+    for ax, (variant, _arch) in zip(axes[0], variants):
+        for (v, depth), frames in sorted(curves.items(), key=lambda kv: kv[0][1]):
+            if v != variant:
+                continue
+            both = pd.concat(frames)
+            mean = both.groupby("epoch").mean(numeric_only=True)
+            c = colours[depth]
+            marker = "o" if len(mean) <= 20 else None
+            label = f"depth {depth:g}{_seed_note(len(frames))}"
+            if "train_error" in mean:
+                tr = mean["train_error"].dropna()
+                ax.plot(tr.index, 100 * tr.values, "--", color=c, lw=1.0, marker=marker, ms=2.5)
+                top = max(top, 100 * tr.max()) if len(tr) else top
+            if "test_error" in mean:
+                te = mean["test_error"].dropna()
+                ax.plot(te.index, 100 * te.values, "-", color=c, lw=2.2, marker=marker, ms=3.5,
+                        label=label)
+                top = max(top, 100 * te.max()) if len(te) else top
+        ax.set_title(_title_of(variant))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error (%)")
+        handles, labels = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color="0.3", ls="--", lw=1.0),
+                    Line2D([], [], color="0.3", ls="-", lw=2.2)]
+        labels += ["train", "test"]
+        ax.legend(handles, labels, loc="upper right")
+    for ax in axes[0]:
+        ax.set_ylim(0, max(top * 1.08, 1.0))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("Training error (thin dashed) and test error (bold) per epoch", y=1.02)
+    return _save(fig, path)
+
+
+def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
+    """Final training and test error vs depth, one line per architecture;
+    error bars span the seeds (min to max)."""
+    agg = aggregate(table)
+    agg = agg[agg["final_train_error_n"] + agg["final_test_error_n"] > 0]
+    if agg.empty:
+        raise NothingToPlot("no completed run has a final error")
+    variants = [v for v in _variants(table) if v[0] in set(agg["variant"])]
+    colours = _arch_colours(variants)
+    fig, axes = _panels(2)
+    depths = sorted(agg["depth"].unique())
+    for ax, col, what in zip(axes[0], ("final_train_error", "final_test_error"),
+                             ("training", "test")):
+        for variant, _arch in variants:
+            g = agg[(agg["variant"] == variant) & (agg[f"{col}_n"] > 0)].sort_values("depth")
+            if g.empty:
+                continue
+            mean = 100 * g[f"{col}_mean"].to_numpy()
+            lo = mean - 100 * g[f"{col}_min"].to_numpy()
+            hi = 100 * g[f"{col}_max"].to_numpy() - mean
+            ax.errorbar(g["depth"], mean, yerr=[lo, hi], color=colours[variant], marker="o",
+                        ms=5, lw=2, capsize=4, label=f"{variant}{_seed_note(int(g['n'].max()))}")
+        ax.set_title(f"Final {what} error")
+        ax.set_xlabel("depth (weighted layers)")
+        ax.set_ylabel(f"{what} error (%)")
+        ax.set_xticks(depths)
+        ax.set_xticklabels([f"{d:g}" for d in depths])
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="best")
+    seeds = int(agg["n"].max())
+    fig.suptitle("Final error vs depth" + (" (mean over seeds; bars: min to max)" if seeds > 1 else ""),
+                 y=1.02)
+    return _save(fig, path)
+
+
+def _profiles(table: pd.DataFrame, which: str) -> dict[tuple[str, float], tuple[pd.Series, int]]:
+    """(variant, depth) -> (geometric mean gradient norm per layer position, runs averaged)."""
+    out = {}
+    trained = table[table["status"].isin(TRAINED)]
+    for (variant, depth), g in trained.groupby(["variant", "depth"], sort=False):
+        logs = []
+        for run_dir in g["run_dir"]:
+            p = gradflow_profile(run_dir, which)
+            p = p[np.isfinite(p["grad_norm"].astype(float)) & (p["grad_norm"].astype(float) > 0)]
+            if not p.empty:
+                logs.append(np.log10(p.set_index("position")["grad_norm"].astype(float)))
+        if logs:
+            out[(variant, depth)] = (10 ** pd.concat(logs, axis=1).mean(axis=1), len(logs))
+    return out
+
+
+def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
+    """Gradient norm vs layer (1 = input side), log scale, one line per depth; one column
+    per architecture, top row at initialisation (step 0), bottom row at the last
+    recorded step."""
+    rows = {which: _profiles(table, which) for which in ("init", "end")}
+    if not rows["init"] and not rows["end"]:
+        raise NothingToPlot("no completed or running run has a gradflow.csv")
+    keys = set(rows["init"]) | set(rows["end"])
+    variants = [v for v in _variants(table) if any(k[0] == v[0] for k in keys)]
+    colours = _depth_colours(k[1] for k in keys)
+    fig, axes = _panels(len(variants), rows=2, height=3.6)
+    for r, (which, when) in enumerate((("init", "at initialisation (step 0)"),
+                                       ("end", "at the end (last recorded step)"))):
+        for ax, (variant, _arch) in zip(axes[r], variants):
+            for (v, depth), (prof, n) in sorted(rows[which].items(), key=lambda kv: kv[0][1]):
+                if v != variant:
+                    continue
+                ax.plot(prof.index, prof.values, color=colours[depth], lw=1.8,
+                        marker="." if len(prof) <= 60 else None,
+                        label=f"depth {depth:g}{_seed_note(n)}")
+            ax.set_yscale("log")
+            ax.set_title(f"{_title_of(variant)}, {when}", fontsize=10)
+            ax.set_xlabel("layer (1 = input side)")
+            ax.set_ylabel("gradient norm (L2, log scale)")
+            if ax.has_data():
+                ax.legend(loc="best")
+            else:
+                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="0.5")
+    for r in range(2):  # one y range per row, so panels compare at a glance
+        lims = [ax.get_ylim() for ax in axes[r] if ax.has_data()]
+        if lims:
+            lo, hi = min(lo for lo, _ in lims), max(hi for _, hi in lims)
+            for ax in axes[r]:
+                ax.set_ylim(lo, hi)
+                if hi / lo > 100:  # label decades only: readable (and quick to draw)
+                    ax.yaxis.set_minor_formatter(NullFormatter())
+    fig.suptitle("Gradient norm per main-path layer, one line per depth", y=1.0)
+    fig.subplots_adjust(hspace=0.42, wspace=0.25)
+    return _save(fig, path)
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return np.array([values[0] - 0.5, values[0] + 0.5])
+    mid = (values[1:] + values[:-1]) / 2
+    return np.concatenate([[values[0] - (mid[0] - values[0])], mid,
+                           [values[-1] + (values[-1] - mid[-1])]])
+
+
+def plot_gradflow_heatmap(run_dir: str | Path, path: str | Path, *, name: str | None = None) -> Path:
+    """log10 gradient norm of every main-path layer (y, 1 = input side) at every recorded
+    step (x) of one run."""
+    frame = gradflow(run_dir)
+    if frame is None:
+        raise NothingToPlot(f"{run_dir} has no gradflow.csv")
+    grid = frame.pivot_table(index="position", columns="step", values="grad_norm", aggfunc="last")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log10(grid.to_numpy(dtype=float))
+    logs[~np.isfinite(logs)] = np.nan
+    if np.isnan(logs).all():
+        raise NothingToPlot(f"{run_dir}: no finite gradient norm in gradflow.csv")
+    steps, layers = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(8.5, max(3.6, min(9.0, 2.0 + 0.06 * len(layers)))))
+    mesh = ax.pcolormesh(_edges(steps), _edges(layers), np.ma.masked_invalid(logs),
+                         cmap="viridis", shading="flat")
+    bar = fig.colorbar(mesh, ax=ax, pad=0.02)
+    bar.set_label("log10 gradient norm (L2)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("layer (1 = input side)")
+    ax.grid(False)
+    label = name or Path(run_dir).name
+    ax.set_title(f"Gradient norm per layer over training: {label} "
+                 f"({len(layers)} layers, {len(steps)} recorded steps)")
+    return _save(fig, path)
+

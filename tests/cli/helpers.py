@@ -1,0 +1,28 @@
+"""Running the real CLI in-process and reading run directories back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from depthlab.cli import app
+
+# A run small enough for a test: 8-layer nets on 32 px synthetic images.
+TINY = ["data=synthetic", "data.train_size=128", "data.test_size=64", "depth=8",
+        "trainer.epochs=2", "trainer.batch_size=32", "trainer.eval_batch_size=64",
+        "trainer.log_every=2", "gradflow.every=2", "logger=none"]
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def csv(run_dir: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / name)

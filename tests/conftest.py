@@ -1,0 +1,20 @@
+"""Shared test setup: W&B offline in a temp dir, runs in tmp_path, small threads."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("DEPTHLAB_DATA", str(tmp_path / "no-data-here"))
+    monkeypatch.chdir(tmp_path)
+    yield
