@@ -59,8 +59,10 @@ ARCH_ORDER = {"plain": 0, "residual": 1, "dense": 2}
 # Settings that make runs of one architecture different experiments, not seeds.
 SETTINGS = ("layout", "norm", "data", "train_subset", "epochs", "shortcut", "preact",
             "zero_init_residual")
-# Settings of the skip path only: ignored for plain nets, not matched across architectures.
+# Settings of the skip path only: ignored for plain nets.
 SKIP_PATH_SETTINGS = ("shortcut", "zero_init_residual")
+# What two architectures must share to be compared at equal depth.
+SHARED_SETTINGS = ("layout", "norm", "data", "train_subset", "epochs")
 MIN_DECADES = math.log10(2)  # gradient-ratio changes below a factor of 2 are not called
 RUN_FILES = ("summary.json", "config.yaml", "metrics_epochs.csv", "gradflow.csv")
 
@@ -208,7 +210,6 @@ def _to_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                  .sort_values(["_order", "settings", "depth", "seed", "name"],
                               na_position="last", kind="stable")
                  .drop(columns="_order").reset_index(drop=True))
-    table.attrs["settings_columns"] = [c for c in SETTINGS if c in table]
     return table
 
 
@@ -242,9 +243,12 @@ def _add_variants(table: pd.DataFrame) -> None:
             continue
 
         def label(r: pd.Series) -> str:
-            unknown = r["status"] == "failed"
-            return ", ".join(f"{k}={'?' if unknown and _setting_value(r[k]) == 'none' else _setting_value(r[k])}"
-                             for k in keys)
+            values = {k: _setting_value(r[k]) for k in keys}
+            if r["status"] == "failed":  # an early failure's summary may lack the settings
+                values = {k: "?" if v == "none" else v for k, v in values.items()}
+            if values.get("train_subset") == "none":
+                values["train_subset"] = "all"
+            return ", ".join(f"{k}={v}" for k, v in values.items())
 
         labels = g.apply(label, axis=1)
         table.loc[g.index, "settings"] = labels
@@ -414,7 +418,7 @@ def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
             continue
         shallow, deep = by_depth[min(by_depth)], by_depth[max(by_depth)]
         d = _diff(shallow, deep)
-        holds = (d.diff > 0) if d.called else None
+        holds = (d.diff > 0) if d.called else (None if d.within_spread else False)  # a tie: no
         if plain:
             answer = {True: "yes", False: "no", None: "inconclusive"}[holds]
         else:
@@ -430,8 +434,7 @@ def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
 
 
 def _comparable(settings_a: dict[str, str], settings_b: dict[str, str]) -> bool:
-    keys = [k for k in settings_a if k not in SKIP_PATH_SETTINGS]
-    return all(settings_a[k] == settings_b.get(k) for k in keys)
+    return all(settings_a.get(k) == settings_b.get(k) for k in SHARED_SETTINGS)
 
 
 def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
@@ -439,8 +442,8 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
 
     holds is True when the net with shortcuts ends at the lower training error,
     False when the plain net does, None when the difference is within the
-    seeds' spread. Only runs with the same layout, norm, data, subset and
-    epochs are paired.
+    seeds' spread. Only runs with the same SHARED_SETTINGS (layout, norm,
+    data, train_subset, epochs) are paired.
     """
     train = _groups(table, "final_train_error")
     test = _groups(table, "final_test_error")
@@ -760,8 +763,9 @@ def choose_heatmap_run(table: pd.DataFrame, name: str | None = None) -> pd.Serie
     """The run whose gradient heatmap the report shows.
 
     `name` matches a run's name (plain-56-s0), its directory's name or path.
-    Default: the deepest plain run (completed first, lowest seed), else the
-    deepest run; only runs with a gradflow.csv. None when no run has one.
+    Default: the deepest completed plain run (lowest seed; else the deepest
+    plain run of any status), else the same among all runs; only runs with a
+    gradflow.csv. None when no run has one.
     Raises KeyError (with the valid names) for an unknown `name`.
     """
     if name is not None:
@@ -776,7 +780,7 @@ def choose_heatmap_run(table: pd.DataFrame, name: str | None = None) -> pd.Serie
     plain = has[has["arch"] == "plain"]
     pool = plain if not plain.empty else has
     pool = pool.assign(_done=(pool["status"] != "completed").astype(int))
-    pool = pool.sort_values(["depth", "_done", "seed"], ascending=[False, True, True],
+    pool = pool.sort_values(["_done", "depth", "seed"], ascending=[True, False, True],
                             na_position="last", kind="stable")
     return pool.iloc[0].drop("_done")
 
@@ -806,10 +810,12 @@ def _machine_line(table: pd.DataFrame) -> str:
 
 
 def _settings_line(table: pd.DataFrame) -> str:
+    """The settings every run that started shares, e.g. "layout=cifar, norm=batch"."""
+    started = table[table["status"] != "failed"]
     same = []
     for col in SETTINGS:
-        if col in table and col not in SKIP_PATH_SETTINGS:
-            values = table[col].map(_setting_value).unique()
+        if col in started and col not in SKIP_PATH_SETTINGS:
+            values = started[col].map(_setting_value).unique()
             if len(values) == 1 and values[0] != "none":
                 same.append(f"{col}={values[0]}")
     return ", ".join(same)
@@ -874,8 +880,9 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, *, title: str,
     found = verdicts(table)
     machine = machine or _machine_line(table)
     agg = aggregate(table)
-    seeds = sorted(set(int(n) for n in agg["n"])) if not agg.empty else [0]
-    seeds_text = (f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}")
+    seeds = sorted(set(int(n) for n in agg["n"] if n > 0)) if not agg.empty else []
+    seeds_text = ("none" if not seeds else f"{seeds[0]}" if len(seeds) == 1
+                  else f"{seeds[0]} to {seeds[-1]}")
     meta = [("Machine", machine),
             ("Runs", f"{len(table)} ({_status_counts(table['status'])}); completed seeds per "
                      f"architecture and depth: {seeds_text}"),

@@ -15,6 +15,7 @@ depth are averaged (gradient norms geometrically).
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -25,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter, NullLocator  # noqa: E402
 
 from depthlab.analysis import ARCH_ORDER, aggregate, epoch_metrics, gradflow, gradflow_profile  # noqa: E402
 
@@ -89,8 +90,9 @@ def _panels(n: int, *, rows: int = 1, width: float = 5.2, height: float = 3.9):
 
 
 def _title_of(variant: str) -> str:
+    """"plain nets", or "residual nets\n(norm=none, ...)" wrapped to fit a panel."""
     arch, _, rest = variant.partition(" (")
-    return f"{arch} nets" + (f" ({rest}" if rest else "")
+    return f"{arch} nets" + ("\n" + textwrap.fill(f"({rest}", 48) if rest else "")
 
 
 def _seed_note(n: int) -> str:
@@ -145,6 +147,25 @@ def plot_error_curves(table: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _depth_axis(ax, depths) -> None:
+    """Ticks at the depths run; log scale when they span 10x or more (20 .. 1202);
+    a label too close to the previous one is left out so none overlap."""
+    depths = sorted(float(d) for d in depths)
+    log = len(depths) > 1 and depths[-1] / depths[0] >= 10
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+    pos = np.log10(depths) if log else np.array(depths)
+    span = (pos[-1] - pos[0]) or 1.0
+    labels, last = [], -np.inf
+    for d, p in zip(depths, pos):
+        keep = (p - last) / span >= 0.06
+        labels.append(f"{d:g}" if keep else "")
+        last = p if keep else last
+    ax.set_xticks(depths)
+    ax.set_xticklabels(labels)
+
+
 def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
     """Final training and test error vs depth, one line per architecture;
     error bars span the seeds (min to max)."""
@@ -170,8 +191,7 @@ def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set_title(f"Final {what} error")
         ax.set_xlabel("depth (weighted layers)")
         ax.set_ylabel(f"{what} error (%)")
-        ax.set_xticks(depths)
-        ax.set_xticklabels([f"{d:g}" for d in depths])
+        _depth_axis(ax, depths)
         ax.set_ylim(bottom=0)
         ax.legend(loc="best")
     seeds = int(agg["n"].max())
@@ -207,8 +227,8 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
     variants = [v for v in _variants(table) if any(k[0] == v[0] for k in keys)]
     colours = _depth_colours(k[1] for k in keys)
     fig, axes = _panels(len(variants), rows=2, height=3.6)
-    for r, (which, when) in enumerate((("init", "at initialisation (step 0)"),
-                                       ("end", "at the end (last recorded step)"))):
+    for r, (which, when) in enumerate((("init", "at init (step 0)"),
+                                       ("end", "at the end (last step)"))):
         for ax, (variant, _arch) in zip(axes[r], variants):
             for (v, depth), (prof, n) in sorted(rows[which].items(), key=lambda kv: kv[0][1]):
                 if v != variant:
@@ -217,9 +237,10 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
                         marker="." if len(prof) <= 60 else None,
                         label=f"depth {depth:g}{_seed_note(n)}")
             ax.set_yscale("log")
-            ax.set_title(f"{_title_of(variant)}, {when}", fontsize=10)
+            if r == 0:
+                ax.set_title(_title_of(variant))
             ax.set_xlabel("layer (1 = input side)")
-            ax.set_ylabel("gradient norm (L2, log scale)")
+            ax.set_ylabel(f"gradient norm {when}\n(L2, log scale)")
             if ax.has_data():
                 ax.legend(loc="best")
             else:
@@ -232,8 +253,9 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
                 ax.set_ylim(lo, hi)
                 if hi / lo > 100:  # label decades only: readable (and quick to draw)
                     ax.yaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle("Gradient norm per main-path layer, one line per depth", y=1.0)
-    fig.subplots_adjust(hspace=0.42, wspace=0.25)
+    fig.suptitle("Gradient norm per main-path layer at initialisation (top) and at the end "
+                 "(bottom), one line per depth", y=1.0)
+    fig.subplots_adjust(hspace=0.35, wspace=0.3)
     return _save(fig, path)
 
 

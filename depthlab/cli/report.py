@@ -85,22 +85,34 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
         fail(f"--heatmap-run: {err.args[0]}")
     if out_dir is None:
         out_dir = paths[0] if paths[0].is_dir() else paths[0].parent
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir} is a file; give a directory for report.md and the figures")
     title = title or f"depthlab report: {', '.join(map(str, paths))}"
     print_comparison(table, title=title)
     print_verdicts(analysis.verdicts(table))
-    written = analysis.write_report(table, out_dir, title=title, commands=commands,
-                                    machine=machine, heatmap_run=heatmap_run, warnings=warnings)
-    figures = [p for k, p in written.items() if k not in ("summary", "markdown", "html")]
+    try:
+        written = analysis.write_report(table, out_dir, title=title, commands=commands,
+                                        machine=machine, heatmap_run=heatmap_run,
+                                        warnings=warnings)
+    except OSError as err:
+        fail(f"cannot write the report into {out_dir}: {err}", code=1)
+    figures = [k for k in analysis.FIGURES if k in written]
     console.print(f"report: {written['markdown']} and {written['html'].name}, "
-                  f"{written['summary'].name}, {len(figures)} figures in {Path(out_dir)}",
+                  f"{written['summary'].name}, {len(figures)} figures in {out_dir}",
                   highlight=False)
+    left_out = [analysis.FIGURES[k][0] for k in analysis.FIGURES if k not in written]
+    if left_out:
+        console.print(f"left out (no data for them, see report.md): {', '.join(left_out)}",
+                      highlight=False)
     return written
 
 
 def report(
-    paths: list[Path] = typer.Argument(..., metavar="PATH...",
-                                       help="Run directories, or directories above them (a sweep, runs/)."),
-    out_dir: Path = typer.Option(None, "--out", help="Where to write the report (default: the first PATH)."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH...", help="Run directories, or directories above them (a sweep, runs/)."),
+    out_dir: Path = typer.Option(
+        None, "--out", help="Where to write the report (default: the first PATH)."),
     title: str = typer.Option(None, "--title", help="Title of report.md / report.html."),
     heatmap_run: str = typer.Option(None, "--heatmap-run", metavar="NAME",
                                     help="Run for the gradient heatmap, e.g. plain-56-s0 "

@@ -44,10 +44,13 @@ def default_sweep_name(prefix: str, overrides: list[str]) -> str:
     parts = []
     for o in sorted(overrides):
         key, _, value = o.partition("=")
-        if key.startswith(("hydra", "run.fresh", "sweep.name", "paths.")):
+        # keys that don't change the experiment don't change its name
+        if key.startswith(("hydra", "run.fresh", "sweep.name", "paths.", "logger", "data.root",
+                           "data.cache_dir", "data.workers", "trainer.device", "trainer.threads",
+                           "trainer.log_every")):
             continue
         parts.append(f"{key.split('.')[-1]}{value}")
-    name = re.sub(r"[^A-Za-z0-9.+-]+", "-", "_".join(parts)).strip("-") or "default"
+    name = re.sub(r"[^A-Za-z0-9.+_-]+", "-", "_".join(parts)).strip("-_") or "default"
     name = f"{prefix}-{name}"
     if len(name) > 60:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
@@ -107,12 +110,12 @@ def sweep(
         parse_overrides(overrides)
     except ConfigError as err:
         fail(str(err))
-    note = ""
+    title = "Sweep"
     if not has_key(overrides, "arch"):
         overrides = ["arch=plain,residual", *overrides]
-        note = " (no arch= given: plain and residual)"
+        title = "Sweep of plain and residual nets (no arch= given)"
     run_sweep(overrides, flags, dirs, prefix="sweep", fresh=fresh, command=command,
-              title=f"Sweep {' '.join(overrides)}{note}")
+              title=title)
 
 
 def register(app: typer.Typer) -> None:

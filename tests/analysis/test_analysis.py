@@ -48,7 +48,8 @@ def test_find_runs_walks_nested_dirs_and_accepts_a_run_dir(tmp_path, sweep):
 def test_table_holds_what_the_runs_hold(sweep):
     table = load_table([sweep])
     assert len(table) == len(SWEEP)
-    assert list(zip(table.arch, table.depth, table.seed)) == sorted(SWEEP, key=lambda k: (k[0] != "plain", k[1], k[2]))
+    expected = sorted(SWEEP, key=lambda k: (k[0] != "plain", k[1], k[2]))  # plain first
+    assert list(zip(table.arch, table.depth, table.seed)) == expected
     for _, row in table.iterrows():
         train, test, r_init, r_end = SWEEP[(row.arch, row.depth, row.seed)]
         assert row["name"] == f"{row.arch}-{row.depth}-s{row.seed}"
@@ -246,3 +247,43 @@ def test_table_from_two_sweeps_sorts_by_arch_depth_seed(tmp_path):
     assert list(table.name) == ["plain-20-s0", "plain-20-s1", "plain-56-s0", "plain-56-s1",
                                 "residual-20-s0", "residual-20-s1", "residual-56-s0", "residual-56-s1"]
     assert isinstance(table, pd.DataFrame)
+
+
+def test_heatmap_run_defaults_to_the_deepest_completed_plain_run(tmp_path, sweep):
+    table = load_table([sweep])
+    assert analysis.choose_heatmap_run(table)["name"] == "plain-56-s0"
+    assert analysis.choose_heatmap_run(table, "residual-20-s1")["name"] == "residual-20-s1"
+    with pytest.raises(KeyError, match="plain-20-s0"):
+        analysis.choose_heatmap_run(table, "plain-999-s0")
+    make_run(sweep, "plain", 110, 0, train_error=0.9, test_error=0.9, log10_ratio_init=-6,
+             log10_ratio_end=-6, status="diverged")
+    assert analysis.choose_heatmap_run(load_table([sweep]))["name"] == "plain-56-s0"
+    only_residual = make_sweep(tmp_path / "r", {k: v for k, v in SWEEP.items() if k[0] == "residual"})
+    assert analysis.choose_heatmap_run(load_table([only_residual]))["name"] == "residual-56-s0"
+
+
+def test_comparison_rows_format(sweep):
+    rows = analysis.comparison_rows(load_table([sweep]))
+    assert rows[0] == ["20", "plain", "0.02", "40.0M", "9.8 ± 0.3", "12.2 ± 0.3", "-0.85 ± 0.07",
+                       "-0.45 ± 0.07", "2 completed"]
+    assert [r[:2] for r in rows] == [["20", "plain"], ["20", "residual"], ["56", "plain"],
+                                     ["56", "residual"]]
+    compact = analysis.comparison_rows(load_table([sweep]), compact=True)
+    assert compact[3][4:8] == ["6.1±0.1", "8.8±0.3", "-0.1±0.1", "-0.1±0.1"]
+    assert analysis.format_flops(4.1e9) == "4.10G" and analysis.format_flops(8.1e7) == "81.0M"
+    assert analysis._fixed(-0.04, 1) == "0.0" and analysis._exp(-0.01) == "10^0.0"
+
+
+def test_shortcut_nets_are_compared_only_with_plain_nets_of_the_same_settings(tmp_path):
+    root = tmp_path / "s"
+    for arch, norm, tr in (("plain", "batch", 0.10), ("plain", "none", 0.50),
+                           ("residual", "batch", 0.08), ("dense", "batch", 0.12)):
+        make_run(root, arch, 40, 0, train_error=tr, test_error=tr, log10_ratio_init=-1,
+                 log10_ratio_end=-1, norm=norm, name=f"{arch}-40-{norm}")
+    found = verdicts(load_table([root]))
+    res, dense = one(found, "plain_vs_residual"), one(found, "plain_vs_dense")
+    assert res.holds is True and res.text.startswith(
+        "At depth 40 (norm=batch), residual trains lower than plain: residual-40 8.0% vs plain-40 10.0%")
+    assert dense.holds is False and dense.text.startswith(
+        "At depth 40 (norm=batch), plain trains lower than dense: dense-40 12.0% vs plain-40 10.0%")
+    assert "single seed" in res.text

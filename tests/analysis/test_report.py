@@ -89,7 +89,8 @@ def test_report_md_has_table_verdicts_and_figures(report):
     assert md.startswith("# Plain vs residual\n")
     assert "a test box" in md and "depthlab sweep depth=20,56 seed=0,1" in md
     assert "| depth | architecture | params (M) | FLOPs | train error % |" in md
-    assert "| 56 | plain | 0.06 | 112.0M | 14.2 ± 0.3 | 16.3 ± 0.4 | -3.10 ± 0.14 | -1.45 ± 0.07 | 2 completed |" in md
+    assert ("| 56 | plain | 0.06 | 112.0M | 14.2 ± 0.3 | 16.3 ± 0.4 | -3.10 ± 0.14 | -1.45 ± 0.07 "
+            "| 2 completed |") in md
     assert "| 20 | residual | 0.02 | 40.0M | 7.9 ± 0.1 | 10.2 ± 0.3 |" in md
     for v in verdicts(table):
         assert f"- {v.text}" in md
