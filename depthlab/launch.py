@@ -115,8 +115,12 @@ def make_sinks(cfg: dict[str, Any]) -> list[Any]:
     wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
     if wandb_cfg.get("mode", "disabled") == "disabled":
         return []
-    from depthlab.tracking.safe import SafeSink
-    from depthlab.tracking.wandb_sink import WandbSink
+    try:
+        from depthlab.tracking.safe import SafeSink
+        from depthlab.tracking.wandb_sink import WandbSink
+    except ImportError as err:  # W&B trouble never stops a run
+        log.warning("W&B logging off: %s", err)
+        return []
     return [SafeSink(WandbSink(wandb_cfg), "W&B")]
 
 
@@ -142,6 +146,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
             return done
         summary = train.run(container, run_dir, group=group, extra_sinks=make_sinks(container))
         OUTCOMES.append(JobOutcome(run_dir, summary["status"], summary))
+        if summary["status"] == "interrupted" and multirun:
+            # Ctrl-C / SIGTERM stops the whole sweep, not just this run; the same
+            # command resumes it.
+            raise SystemExit(130)
         return summary
     except (ConfigError, DataError, ArchitectureError, RunConflict, FileNotFoundError,
             PermissionError) as err:
@@ -149,7 +157,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
         if not multirun:
             # bad input: leave nothing behind but what was there before
             if new_dir:
-                shutil.rmtree(run_dir, ignore_errors=True)
+                _remove_new_dirs(run_dir, Path(cfg.paths.runs_dir))
             OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
             return None
         _record_failure(run_dir, cfg, message)
@@ -164,6 +172,17 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
         _record_failure(run_dir, cfg, message)
         OUTCOMES.append(JobOutcome(run_dir, "failed", None, message))
         return None
+
+
+def _remove_new_dirs(run_dir: Path, runs_dir: Path) -> None:
+    """Remove a run directory Hydra made for a run that never started, and its
+    parents up to the runs directory where they are left empty."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    stop = runs_dir.resolve().parent
+    for parent in run_dir.resolve().parents:
+        if parent == stop or not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, message: str) -> None:

@@ -63,15 +63,20 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 # --- options -----------------------------------------------------------------
 
+# Keys of the data config group that are not data options: `name` picks the
+# builder; `layout` is the network layout the set gets by default (the trainer's).
+NOT_OPTIONS = ("name", "layout")
+
+
 def parse_options(cls: type, cfg: Mapping[str, Any], name: str) -> Any:
     """Build the options dataclass `cls` from the `data` config; unknown keys and
     wrongly typed values are one-line DataErrors (a typo must not pass silently)."""
     known = [f.name for f in fields(cls)]
-    unknown = sorted(set(cfg) - set(known) - {"name"})
+    unknown = sorted(set(cfg) - set(known) - set(NOT_OPTIONS))
     if unknown:
         raise DataError(
             f"unknown key(s) {', '.join('data.' + k for k in unknown)} for data={name}; "
-            f"valid: {', '.join(['name', *known])}"
+            f"valid: {', '.join([*NOT_OPTIONS, *known])}"
         )
     hints = typing.get_type_hints(cls)
     values = {}

@@ -139,3 +139,35 @@ def test_rerun_skips_a_completed_run_and_fresh_restarts():
     fresh = cli("train", "--fresh", "arch=plain", *TINY, "optim.lr=0.05")
     assert fresh.exit_code == 0
     assert yaml.safe_load((Path("runs/plain-8-s0") / "config.yaml").read_text())["optim"]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("layout", ["pickled", "folder"])
+def test_train_on_a_tiny_cifar_fixture(tmp_path, layout):
+    from cifar_fixture import TinyCifar
+
+    tiny = TinyCifar()
+    if layout == "pickled":
+        tiny.write_pickled(tmp_path / "cifar" / "cifar-10-batches-py")
+    else:
+        tiny.write_folders(tmp_path / "cifar")
+    result = cli("train", "arch=residual", "depth=8", "data=cifar10", f"data.root={tmp_path / 'cifar'}",
+                 f"data.cache_dir={tmp_path / 'cache'}", "data.download=false", "trainer.epochs=2",
+                 "trainer.batch_size=20", "logger=none")
+    assert result.exit_code == 0, result.output
+    run = Path("runs/residual-8-s0")
+    s = summary(run)
+    assert s["status"] == "completed" and s["data"] == "cifar10"
+    assert (s["train_size"], s["test_size"]) == (60, 30)
+    assert s["steps_completed"] == 2 * (60 // 20)
+    epochs = csv(run, "metrics_epochs.csv")
+    assert list(epochs.epoch) == [1, 2] and epochs.test_error.between(0, 1).all()
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # decoded once into the cache
+
+
+def test_missing_cifar_without_download_is_one_line_and_writes_nothing(tmp_path):
+    result = cli("train", "data=cifar10", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
+                 "logger=none")
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert lines[-1].startswith("error:") and "data.root" in result.output
+    assert not Path("runs").exists()

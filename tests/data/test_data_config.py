@@ -30,6 +30,7 @@ def test_config_matches_code_defaults(name, monkeypatch):
     monkeypatch.setenv("DEPTHLAB_DATA", "/data/here")
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
     assert cfg.pop("name") == name
+    assert cfg.pop("layout") in ("cifar", "imagenet")  # the model's default layout, not a data option
     defaults = dataclasses.asdict(OPTIONS[name]())
     assert cfg == defaults
 
