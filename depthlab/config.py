@@ -184,5 +184,13 @@ def check_config(cfg: DictConfig | dict) -> None:
         raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if t.precision != "fp32" and device == "cpu":
         raise ConfigError(f"trainer.precision={t.precision} needs a CUDA device; use fp32 on the CPU")
+    wandb_cfg = c.get("logger", {}).get("wandb")
+    if wandb_cfg is not None:
+        from depthlab.tracking.wandb_sink import WandbConfig  # no wandb import: cheap
+
+        try:
+            WandbConfig.from_mapping(OmegaConf.to_container(wandb_cfg, resolve=True))
+        except ValueError as err:
+            raise ConfigError(" ".join(str(err).split())) from None
     if c.schedule.name == "step" and any(not 0 < m < 1 for m in c.schedule.milestones):
         raise ConfigError("schedule.milestones are fractions of the run, each in (0, 1)")

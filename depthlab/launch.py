@@ -82,6 +82,7 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> dict[str
     if fresh:
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "wandb", ignore_errors=True)  # else `wandb sync` uploads the old run too
         return None
     config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
     if config_path.exists():

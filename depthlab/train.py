@@ -229,114 +229,126 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
             "wall_seconds": wall_before + time.time() - started,
         })
 
-    with stop.installed(), TrainProgress(info.name, total_steps, step) as progress:
-        while epoch <= epochs and step < total_steps and status == "completed":
-            data.train.set_epoch(epoch)
-            epoch_start = time.perf_counter()
-            for i, (x, y) in enumerate(data.train):
-                if i < batch_in_epoch:  # resumed mid-epoch: replay the same order, skip done batches
-                    continue
-                if step >= total_steps:
+    try:
+        with stop.installed(), TrainProgress(info.name, total_steps, step) as progress:
+            while epoch <= epochs and step < total_steps and status == "completed":
+                data.train.set_epoch(epoch)
+                epoch_start = time.perf_counter()
+                for i, (x, y) in enumerate(data.train):
+                    if i < batch_in_epoch:  # resumed mid-epoch: replay the same order, skip done batches
+                        continue
+                    if step >= total_steps:
+                        break
+                    if t.get("channels_last"):
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    for g, base in zip(optimizer.param_groups, base_lrs):
+                        g["lr"] = base * lr_factor(cfg["schedule"], step, total_steps)
+                    record_now = step % gf["every"] == 0 or step == total_steps - 1
+                    if record_now:
+                        probe.arm()
+                    with autocast():
+                        out = fwd_model(x)
+                        loss = F.cross_entropy(out.float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(optimizer)  # gradient flow sees true gradients
+                    else:
+                        loss.backward()
+                    if record_now:
+                        last_record = probe.record(step)
+                        if step == 0:
+                            ratio_init = first_last_ratio(desc["layers"], last_record.grad_norm)
+                        for sink in sinks:
+                            sink.log_gradflow(epoch, last_record)
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    loss_sum += loss.detach() * y.numel()
+                    correct += (out.detach().argmax(1) == y).sum()
+                    window_seen += y.numel()
+                    step += 1
+                    batch_in_epoch = i + 1
+                    if step % t["log_every"] == 0 or step == total_steps:
+                        # one host sync per log interval: fold the device sums into the epoch's
+                        host_loss, host_correct = loss_sum.item(), correct.item()
+                        loss_sum.zero_(); correct.zero_()
+                        acc["loss"] += host_loss
+                        acc["correct"] += host_correct
+                        acc["seen"] += window_seen
+                        now = time.perf_counter()
+                        ips = window_seen / max(now - window_start, 1e-9)
+                        window_loss, window_err = host_loss / window_seen, 1 - host_correct / window_seen
+                        window_seen, window_start = 0, now
+                        if not math.isfinite(host_loss):
+                            status = "diverged"
+                            log.warning("%s diverged at step %d (loss %s)", info.name, step, host_loss)
+                            break
+                        metrics = {"epoch": epoch, "loss": window_loss, "error": window_err,
+                                   "lr": optimizer.param_groups[0]["lr"], "images_per_sec": ips}
+                        for sink in sinks:
+                            sink.log_step(step, metrics)
+                        progress.step(step, epoch, epochs, window_loss, window_err, ips)
+                    if stop.signal is not None:
+                        break
+                if status == "diverged":
                     break
-                if t.get("channels_last"):
-                    x = x.contiguous(memory_format=torch.channels_last)
-                for g, base in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = base * lr_factor(cfg["schedule"], step, total_steps)
-                record_now = step % gf["every"] == 0 or step == total_steps - 1
-                if record_now:
-                    probe.arm()
-                with autocast():
-                    out = fwd_model(x)
-                    loss = F.cross_entropy(out.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)  # gradient flow sees true gradients
-                else:
-                    loss.backward()
-                if record_now:
-                    last_record = probe.record(step)
-                    if step == 0:
-                        ratio_init = first_last_ratio(desc["layers"], last_record.grad_norm)
-                    for sink in sinks:
-                        sink.log_gradflow(epoch, last_record)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                loss_sum += loss.detach() * y.numel()
-                correct += (out.detach().argmax(1) == y).sum()
-                window_seen += y.numel()
-                step += 1
-                batch_in_epoch = i + 1
-                if step % t["log_every"] == 0 or step == total_steps:
-                    # one host sync per log interval: fold the device sums into the epoch's
+                # fold what remains of the window into the epoch totals
+                if window_seen:
                     host_loss, host_correct = loss_sum.item(), correct.item()
                     loss_sum.zero_(); correct.zero_()
-                    acc["loss"] += host_loss
-                    acc["correct"] += host_correct
-                    acc["seen"] += window_seen
-                    now = time.perf_counter()
-                    ips = window_seen / max(now - window_start, 1e-9)
-                    window_loss, window_err = host_loss / window_seen, 1 - host_correct / window_seen
-                    window_seen, window_start = 0, now
+                    acc["loss"] += host_loss; acc["correct"] += host_correct; acc["seen"] += window_seen
+                    window_seen = 0
                     if not math.isfinite(host_loss):
                         status = "diverged"
-                        log.warning("%s diverged at step %d (loss %s)", info.name, step, host_loss)
                         break
-                    metrics = {"epoch": epoch, "loss": window_loss, "error": window_err,
-                               "lr": optimizer.param_groups[0]["lr"], "images_per_sec": ips}
-                    for sink in sinks:
-                        sink.log_step(step, metrics)
-                    progress.step(step, epoch, epochs, window_loss, window_err, ips)
-                if stop.signal is not None:
+                if stop.signal is not None and batch_in_epoch < steps_per_epoch and step < total_steps:
+                    acc["seconds"] += time.perf_counter() - epoch_start
+                    checkpoint(epoch, batch_in_epoch)
+                    status = "interrupted"
                     break
-            if status == "diverged":
-                break
-            # fold what remains of the window into the epoch totals
-            if window_seen:
-                host_loss, host_correct = loss_sum.item(), correct.item()
-                loss_sum.zero_(); correct.zero_()
-                acc["loss"] += host_loss; acc["correct"] += host_correct; acc["seen"] += window_seen
-                window_seen = 0
-                if not math.isfinite(host_loss):
-                    status = "diverged"
+                epoch_seconds = acc["seconds"] + time.perf_counter() - epoch_start
+                train_loss = acc["loss"] / max(acc["seen"], 1)
+                train_error = 1 - acc["correct"] / max(acc["seen"], 1)
+                metrics = {"train_loss": train_loss, "train_error": train_error,
+                           "lr": optimizer.param_groups[0]["lr"],
+                           "images_per_sec": acc["seen"] / max(epoch_seconds, 1e-9),
+                           "epoch_seconds": epoch_seconds}
+                last_epoch = epoch == epochs or step >= total_steps
+                if epoch % t["eval_every"] == 0 or last_epoch:
+                    metrics["test_loss"], metrics["test_error"] = evaluate(fwd_model, data.test, autocast)
+                    best_test = min(best_test, metrics["test_error"])
+                metrics["wall_seconds"] = wall_before + time.time() - started
+                for sink in sinks:
+                    sink.log_epoch(epoch, step, metrics)
+                last_epoch_metrics = {**last_epoch_metrics, **metrics}
+                progress.epoch(
+                    f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, train error "
+                    f"{100 * train_error:.2f}%"
+                    + (f", test error {100 * metrics['test_error']:.2f}%" if "test_error" in metrics else "")
+                    + f", {metrics['images_per_sec']:,.0f} img/s"
+                )
+                epoch += 1
+                batch_in_epoch = 0
+                acc = {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}
+                checkpoint(epoch, 0)
+                if stop.signal is not None and step < total_steps:
+                    status = "interrupted"
                     break
-            if stop.signal is not None and batch_in_epoch < steps_per_epoch and step < total_steps:
-                acc["seconds"] += time.perf_counter() - epoch_start
-                checkpoint(epoch, batch_in_epoch)
-                status = "interrupted"
-                break
-            epoch_seconds = acc["seconds"] + time.perf_counter() - epoch_start
-            train_loss = acc["loss"] / max(acc["seen"], 1)
-            train_error = 1 - acc["correct"] / max(acc["seen"], 1)
-            metrics = {"train_loss": train_loss, "train_error": train_error,
-                       "lr": optimizer.param_groups[0]["lr"],
-                       "images_per_sec": acc["seen"] / max(epoch_seconds, 1e-9),
-                       "epoch_seconds": epoch_seconds}
-            last_epoch = epoch == epochs or step >= total_steps
-            if epoch % t["eval_every"] == 0 or last_epoch:
-                metrics["test_loss"], metrics["test_error"] = evaluate(fwd_model, data.test, autocast)
-                best_test = min(best_test, metrics["test_error"])
-            metrics["wall_seconds"] = wall_before + time.time() - started
-            for sink in sinks:
-                sink.log_epoch(epoch, step, metrics)
-            last_epoch_metrics = {**last_epoch_metrics, **metrics}
-            progress.epoch(
-                f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, train error "
-                f"{100 * train_error:.2f}%"
-                + (f", test error {100 * metrics['test_error']:.2f}%" if "test_error" in metrics else "")
-                + f", {metrics['images_per_sec']:,.0f} img/s"
-            )
-            epoch += 1
-            batch_in_epoch = 0
-            acc = {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}
-            checkpoint(epoch, 0)
-            if stop.signal is not None and step < total_steps:
-                status = "interrupted"
-                break
-    probe.close()
+    except BaseException as err:
+        # close every sink (the W&B run included) before the error goes up
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}",
+                       steps_completed=step, wall_seconds=wall_before + time.time() - started)
+        for sink in sinks:
+            try:
+                sink.finish(summary)
+            except Exception:  # the original error is the one to report
+                pass
+        raise
+    finally:
+        probe.close()
 
     ratio_end = first_last_ratio(desc["layers"], last_record.grad_norm) if last_record else None
     summary.update({

@@ -15,6 +15,12 @@ def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # wandb's settings, caches and artifact staging too: nothing outside tmp_path
+    for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / sub))
+    monkeypatch.setenv("NETRC", str(tmp_path / "wandb-home" / "no-netrc"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("DEPTHLAB_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.chdir(tmp_path)
     yield

@@ -56,10 +56,26 @@ def check(overrides: list[str], dirs: list[Path], *, sweep: bool) -> list[list[s
         if not sweep and len(runs) > 1:
             fail("train runs one configuration; for comma-separated values use depthlab sweep")
         for run in _probes(runs):
-            check_config(compose_config(run, dirs))
+            cfg = compose_config(run, dirs)
+            check_config(cfg)
+            check_writable(Path(cfg.paths.runs_dir))
     except ConfigError as err:
         fail(str(err))
     return runs
+
+
+def check_writable(runs_dir: Path) -> None:
+    """The runs directory must be a directory we can create files in (checked
+    before Hydra makes anything, so a bad path leaves nothing behind)."""
+    import os
+
+    existing = runs_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"paths.runs_dir={runs_dir} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"paths.runs_dir={runs_dir} is not writable (no write permission on {existing})")
 
 
 def _probes(runs: list[list[str]]) -> list[list[str]]:
