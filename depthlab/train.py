@@ -95,30 +95,46 @@ def evaluate(model: nn.Module, loader, autocast) -> tuple[float, float]:
 
 
 class StopRequested:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the next step."""
+    """SIGINT/SIGTERM (and SLURM's preemption signal under submitit) set a flag;
+    the loop checkpoints and stops at the next step.
+
+    Under submitit, SIGUSR2 belongs to submitit (it requeues the job). We take it
+    too, save our checkpoint first, then hand the signal on with `forward()`, so a
+    requeued run resumes from the step it reached, not from the last epoch.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
 
     @contextmanager
     def installed(self):
-        previous = {}
         def handler(signum, frame):
-            if self.signal is not None:  # a second Ctrl-C: stop now
+            if self.signal is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now
                 raise KeyboardInterrupt
             self.signal = signum
             log.warning("received %s: saving a checkpoint and stopping",
                         signal.Signals(signum).name)
         try:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                previous[s] = signal.signal(s, handler)
+            for s in self.SIGNALS:
+                if s == signal.SIGUSR2 and not callable(signal.getsignal(s)):
+                    continue  # nobody (no submitit) listens for it: leave the default
+                self._previous[s] = signal.signal(s, handler)
         except ValueError:  # not the main thread (e.g. a joblib worker thread)
-            previous = {}
+            pass
         try:
             yield self
         finally:
-            for s, h in previous.items():
+            for s, h in self._previous.items():
                 signal.signal(s, h)
+
+    def forward(self) -> None:
+        """Give the signal to whoever handled it before us (submitit's requeue)."""
+        previous = self._previous.get(self.signal)
+        if self.signal == signal.SIGUSR2 and callable(previous):
+            previous(self.signal, None)
 
 
 def machine() -> str:
@@ -372,6 +388,7 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     if status == "interrupted":
         log.warning("%s interrupted at step %d; run the same command again to resume",
                     info.name, step)
+        stop.forward()
     return summary
 
 
