@@ -71,7 +71,8 @@ def compare(
         archs_sweep = others
     else:
         archs_sweep = archs
-    overrides = [f"arch={','.join(archs_sweep)}", *overrides]
+    # arch varies fastest, so a sweep cut short still has matched pairs
+    overrides = [*overrides, f"arch={','.join(archs_sweep)}"]
     run_sweep(overrides, flags, dirs, prefix="compare", fresh=fresh,
               title=f"Compare {' vs '.join(archs)}", command=command, extra=extra)
 
