@@ -620,6 +620,26 @@ def gradflow(run_dir: str | Path) -> pd.DataFrame | None:
     return frame.sort_values(["step", "layer_index"]).reset_index(drop=True)
 
 
+def grad_ratio_series(run_dir: str | Path) -> pd.DataFrame:
+    """log10(gradient norm of the first / last main-path layer) at every recorded step.
+
+    Columns step, log10_ratio; only steps where both norms are finite and positive
+    (a diverged run's series stops where its gradients did). Empty without gradflow.csv.
+    """
+    frame = gradflow(run_dir)
+    if frame is None:
+        return pd.DataFrame(columns=["step", "log10_ratio"])
+    ends = frame.groupby("step")["position"].agg(["min", "max"])
+    first = frame[frame["position"] == frame["step"].map(ends["min"])]
+    last = frame[frame["position"] == frame["step"].map(ends["max"])]
+    first = first.drop_duplicates("step", keep="last").set_index("step")["grad_norm"]
+    last = last.drop_duplicates("step", keep="last").set_index("step")["grad_norm"]
+    both = pd.concat([first.rename("first"), last.rename("last")], axis=1).dropna()
+    both = both[np.isfinite(both).all(axis=1) & (both > 0).all(axis=1)]
+    out = np.log10(both["first"] / both["last"]).rename("log10_ratio").reset_index()
+    return out[out["step"].map(ends["max"]) == ends["max"].max()].reset_index(drop=True)
+
+
 def gradflow_profile(run_dir: str | Path, which: str = "init") -> pd.DataFrame:
     """Gradient norm of each main-path layer at the first ("init") or last ("end") recorded step.
 
@@ -827,6 +847,8 @@ FIGURES = {
     "gradflow_layers": ("gradflow_layers.png",
                         "Gradient norm per layer, at initialisation and at the end"),
     "gradflow_heatmap": ("gradflow_heatmap.png", "Gradient norm per layer over training"),
+    "grad_ratio": ("grad_ratio_over_training.png",
+                   "log10 gradient-norm ratio first / last layer over training"),
 }
 
 
@@ -844,6 +866,7 @@ def make_figures(table: pd.DataFrame, out_dir: str | Path, *, heatmap_run: str |
         "error_curves": lambda p: plots.plot_error_curves(table, p),
         "final_error": lambda p: plots.plot_final_error(table, p),
         "gradflow_layers": lambda p: plots.plot_gradflow_layers(table, p),
+        "grad_ratio": lambda p: plots.plot_grad_ratio_over_training(table, p),
     }
     run = choose_heatmap_run(table, heatmap_run)
     if run is not None:

@@ -4,6 +4,7 @@
     plot_final_error(table, "final_error_vs_depth.png") # the degradation at a glance
     plot_gradflow_layers(table, "gradflow_layers.png")  # gradient norm vs layer, per depth
     plot_gradflow_heatmap(run_dir, "gradflow_heatmap.png")
+    plot_grad_ratio_over_training(table, "grad_ratio_over_training.png")  # vanishing, over time
 
 Each takes the table from `depthlab.analysis.load_table` (or a run directory),
 writes one PNG atomically and returns its path; it raises `NothingToPlot` when
@@ -28,7 +29,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import NullFormatter, NullLocator  # noqa: E402
 
-from depthlab.analysis import ARCH_ORDER, aggregate, epoch_metrics, gradflow, gradflow_profile  # noqa: E402
+from depthlab.analysis import (  # noqa: E402
+    ARCH_ORDER, aggregate, epoch_metrics, grad_ratio_series, gradflow, gradflow_profile,
+)
 
 DPI = 130
 ARCH_COLOURS = {"plain": "#d62728", "residual": "#1f77b4", "dense": "#2ca02c"}
@@ -256,6 +259,51 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
     fig.suptitle("Gradient norm per main-path layer at initialisation (top) and at the end "
                  "(bottom), one line per depth", y=1.0)
     fig.subplots_adjust(hspace=0.35, wspace=0.3)
+    return _save(fig, path)
+
+
+def plot_grad_ratio_over_training(table: pd.DataFrame, path: str | Path) -> Path:
+    """log10(first / last main-path layer gradient norm) vs training step, one line per
+    depth, one panel per architecture; seeds averaged on their common steps. Diverged
+    runs are drawn up to their last finite record and end in a cross: where the
+    gradients blew up is part of the finding."""
+    runs = table[table["status"].isin((*TRAINED, "diverged"))]
+    series: dict[tuple[str, float], list[pd.Series]] = {}
+    diverged: set[tuple[str, float]] = set()
+    for _, r in runs.iterrows():
+        s = grad_ratio_series(r["run_dir"])
+        if not s.empty:
+            key = (r["variant"], r["depth"])
+            series.setdefault(key, []).append(s.set_index("step")["log10_ratio"])
+            if r["status"] == "diverged":
+                diverged.add(key)
+    if not series:
+        raise NothingToPlot("no run has a gradflow.csv with finite first and last gradient norms")
+    variants = [v for v in _variants(table) if any(k[0] == v[0] for k in series)]
+    colours = _depth_colours(k[1] for k in series)
+    fig, axes = _panels(len(variants), height=3.8)
+    for ax, (variant, _arch) in zip(axes[0], variants):
+        for (v, depth), parts in sorted(series.items(), key=lambda kv: kv[0][1]):
+            if v != variant:
+                continue
+            mean = pd.concat(parts, axis=1).mean(axis=1).dropna()
+            gone = (v, depth) in diverged
+            ax.plot(mean.index, mean.values, color=colours[depth], lw=1.6,
+                    label=f"depth {depth:g}{_seed_note(len(parts))}"
+                          + (" (diverged)" if gone else ""))
+            if gone:
+                ax.plot(mean.index[-1:], mean.values[-1:], "x", color=colours[depth], ms=9, mew=2)
+        ax.axhline(0, color="0.4", lw=0.8, ls=":")
+        ax.set_title(_title_of(variant))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("log10(first / last layer\ngradient norm)")
+        ax.legend(loc="best")
+    lims = [ax.get_ylim() for ax in axes[0]]
+    for ax in axes[0]:  # one y range, so panels compare at a glance
+        ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
+    fig.suptitle("Gradient reaching the first layer relative to the last, over training "
+                 "(0 = equal; below 0 = vanishing towards the input)", y=1.02)
+    fig.subplots_adjust(wspace=0.3)
     return _save(fig, path)
 
 

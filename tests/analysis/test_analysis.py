@@ -220,6 +220,29 @@ def test_gradflow_profile_at_init_and_end_leaves_out_shortcut_layers(sweep):
     assert gradflow_profile(sweep / "nowhere", "init").empty
 
 
+def test_grad_ratio_series_follows_the_written_ratio_and_stops_at_divergence(tmp_path):
+    from fake_runs import GRADFLOW_EVERY, STEPS_PER_EPOCH
+
+    # make_run writes first / last = 10^r, r moving linearly from init to end over the steps
+    run = make_run(tmp_path, "residual", 20, 0, train_error=0.1, test_error=0.1,
+                   log10_ratio_init=-2.0, log10_ratio_end=1.0)
+    total = 4 * STEPS_PER_EPOCH
+    steps = sorted(set(range(0, total, GRADFLOW_EVERY)) | {total - 1})
+    series = analysis.grad_ratio_series(run)
+    assert series["step"].tolist() == steps
+    expected = [-2.0 + 3.0 * s / (total - 1) for s in steps]
+    assert series["log10_ratio"].tolist() == pytest.approx(expected, abs=1e-9)
+
+    # a record that blew up (inf, then NaN) ends the series there; a torn last row is dropped
+    frame = pd.read_csv(run / "gradflow.csv")
+    frame.loc[(frame["step"] == steps[-2]) & (frame["layer_index"] == 1), "grad_norm"] = float("inf")
+    frame.loc[frame["step"] == steps[-1], "grad_norm"] = float("nan")
+    frame.to_csv(run / "gradflow.csv", index=False)
+    assert analysis.grad_ratio_series(run)["step"].tolist() == steps[:-2]
+    (run / "gradflow.csv").unlink()
+    assert analysis.grad_ratio_series(run).empty
+
+
 def test_no_completed_runs_gives_one_plain_verdict(tmp_path):
     make_run(tmp_path / "s", "plain", 20, 0, train_error=0.5, test_error=0.5, log10_ratio_init=-1,
              log10_ratio_end=-1, status="running")

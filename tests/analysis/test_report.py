@@ -18,7 +18,7 @@ from fake_runs import SWEEP, make_run, make_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["error_curves.png", "final_error_vs_depth.png", "gradflow_layers.png",
-           "gradflow_heatmap.png"]
+           "gradflow_heatmap.png", "grad_ratio_over_training.png"]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,9 @@ def test_each_plot_function_writes_a_png(sweep, tmp_path):
     made = [plots.plot_error_curves(table, tmp_path / "a.png"),
             plots.plot_final_error(table, tmp_path / "b.png"),
             plots.plot_gradflow_layers(table, tmp_path / "c.png"),
-            plots.plot_gradflow_heatmap(sweep / "plain-56-s0", tmp_path / "d.png")]
-    assert made == [tmp_path / n for n in ("a.png", "b.png", "c.png", "d.png")]
+            plots.plot_gradflow_heatmap(sweep / "plain-56-s0", tmp_path / "d.png"),
+            plots.plot_grad_ratio_over_training(table, tmp_path / "e.png")]
+    assert made == [tmp_path / n for n in ("a.png", "b.png", "c.png", "d.png", "e.png")]
     for path in made:
         assert_png(path)
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
@@ -76,7 +77,7 @@ def test_plots_without_data_say_so(tmp_path):
 def test_write_report_writes_every_file(report):
     table, out, paths = report
     assert set(paths) == {"summary", "markdown", "html", "error_curves", "final_error",
-                          "gradflow_layers", "gradflow_heatmap"}
+                          "gradflow_layers", "gradflow_heatmap", "grad_ratio"}
     for name in FIGURES:
         assert_png(out / name)
     assert sorted(p.name for p in out.iterdir()) == sorted(
