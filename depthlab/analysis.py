@@ -747,6 +747,15 @@ def _duration(seconds: Any) -> str:
     return f"{s:.0f} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
 
+def _run_time(table: pd.DataFrame) -> str:
+    """Training time summed over the runs, and the longest run (their own wall_seconds)."""
+    seconds = pd.to_numeric(table.get("wall_seconds"), errors="coerce").dropna()
+    if seconds.empty:
+        return "not recorded"
+    return (f"{_duration(seconds.sum())} of training summed over {len(seconds)} runs "
+            f"(longest run {_duration(seconds.max())}; wall time of one run after another)")
+
+
 def run_rows(table: pd.DataFrame) -> list[list[str]]:
     """One row per run, as strings (the per-run table of the report)."""
     rows = []
@@ -886,10 +895,12 @@ def make_figures(table: pd.DataFrame, out_dir: str | Path, *, heatmap_run: str |
 def write_report(table: pd.DataFrame, out_dir: str | Path, *, title: str,
                  commands: Sequence[str] | None = None, machine: str | None = None,
                  heatmap_run: str | None = None,
-                 warnings: Sequence[str] | None = None) -> dict[str, Path]:
+                 warnings: Sequence[str] | None = None,
+                 about: Sequence[str] | None = None) -> dict[str, Path]:
     """Write summary.csv, report.md, report.html and the figures into `out_dir`.
 
-    report.md: title, machine, command(s), settings, the comparison table,
+    report.md: title, `about` (paragraphs of context the caller gives: what data,
+    what it reproduces), machine, run time, command(s), settings, the comparison table,
     verdicts, figures (by relative path), the per-run table and any warnings;
     report.html holds the same with the figures embedded (base64 PNG), so it
     is one self-contained file. Every file is written to a temp file and
@@ -909,6 +920,7 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, *, title: str,
     meta = [("Machine", machine),
             ("Runs", f"{len(table)} ({_status_counts(table['status'])}); completed seeds per "
                      f"architecture and depth: {seeds_text}"),
+            ("Run time", _run_time(table)),
             ("Settings", _settings_line(table) or "see the per-run table")]
     cmds = list(commands or [])
 
@@ -923,7 +935,9 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, *, title: str,
               "layer's, at step 0 (init) and at the last recorded step (end). FLOPs: forward, "
               "per image, multiply-add = 2.")
 
+    about = list(about or [])
     md = [f"# {title}", ""]
+    md += [x for paragraph in about for x in (paragraph, "")]
     md += [f"- **{k}:** {v}" for k, v in meta]
     if cmds:
         md += ["- **Command:**", "", "```", *cmds, "```"]
@@ -965,6 +979,7 @@ pre {{ background: #f6f6f6; padding: 0.6rem; overflow-x: auto; }}
 img {{ max-width: 100%; }} figure {{ margin: 1.5rem 0; }} figcaption {{ font-style: italic; }}
 </style></head><body>
 <h1>{e(title)}</h1>
+{''.join(f"<p>{e(p)}</p>" for p in about)}
 <ul>{''.join(f'<li><b>{e(k)}:</b> {e(v)}</li>' for k, v in meta)}</ul>
 {f"<p><b>Command:</b></p><pre>{e(chr(10).join(cmds))}</pre>" if cmds else ""}
 <h2>Comparison</h2>

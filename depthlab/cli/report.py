@@ -59,7 +59,8 @@ def print_verdicts(verdicts: Sequence) -> None:
 
 def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = None,
                  title: str | None = None, commands: Sequence[str] | None = None,
-                 heatmap_run: str | None = None, machine: str | None = None) -> dict[str, Path]:
+                 heatmap_run: str | None = None, machine: str | None = None,
+                 about: Sequence[str] | None = None) -> dict[str, Path]:
     """Load the runs under `paths`, print the table and verdicts, write the report.
 
     User errors (no such path, no runs, unknown --heatmap-run) end in `fail`
@@ -94,7 +95,7 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
     try:
         written = analysis.write_report(table, out_dir, title=title, commands=commands,
                                         machine=machine, heatmap_run=heatmap_run,
-                                        warnings=warnings)
+                                        warnings=warnings, about=about)
     except OSError as err:
         fail(f"cannot write the report into {out_dir}: {err}", code=1)
     figures = [k for k in analysis.FIGURES if k in written]
@@ -117,6 +118,12 @@ def report(
     heatmap_run: str = typer.Option(None, "--heatmap-run", metavar="NAME",
                                     help="Run for the gradient heatmap, e.g. plain-56-s0 "
                                          "(default: the deepest plain run)."),
+    made_by: list[str] = typer.Option(None, "--command", metavar="TEXT",
+                                      help="The command that made these runs, written into "
+                                           "report.md above the report command (repeatable)."),
+    notes: list[str] = typer.Option(None, "--note", metavar="TEXT",
+                                    help="A paragraph of context at the top of report.md, e.g. "
+                                         "what data the runs saw (repeatable)."),
 ) -> None:
     """Rebuild the comparison table, verdicts and figures from run directories alone (no training).
 
@@ -125,6 +132,8 @@ def report(
     depthlab report runs/a runs/b --out results/degradation --title "Plain vs residual, CIFAR-10"
 
     depthlab report runs/sweep-depth20,56 --heatmap-run plain-56-s0
+
+    depthlab report runs/cifar10-degradation --out results/cifar10-degradation --command "depthlab compare plain residual experiment=cifar10_degradation seed=0,1 sweep.name=cifar10-degradation" --note "Real CIFAR-10, JPEG re-encoded."
 
     Works on runs made on another machine or a cluster: it reads only the run
     directories (summary.json, metrics_epochs.csv, gradflow.csv). Prints the
@@ -142,8 +151,13 @@ def report(
         command += ["--title", title]
     if heatmap_run is not None:
         command += ["--heatmap-run", heatmap_run]
-    build_report(paths, out_dir=out_dir, title=title, commands=[shlex.join(command)],
-                 heatmap_run=heatmap_run)
+    for text in made_by or []:
+        command += ["--command", text]
+    for text in notes or []:
+        command += ["--note", text]
+    build_report(paths, out_dir=out_dir, title=title,
+                 commands=[*(made_by or []), shlex.join(command)],
+                 heatmap_run=heatmap_run, about=notes)
 
 
 def register(app: typer.Typer) -> None:

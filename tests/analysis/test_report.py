@@ -153,6 +153,25 @@ def test_cli_report_options(tmp_path):
     assert len(load_table([sweep])) == 4 and len(pd.read_csv(out / "summary.csv")) == 3
 
 
+def test_cli_report_writes_the_making_command_notes_and_run_time(tmp_path):
+    sweep = make_sweep(tmp_path / "runs" / "sweep-d", {k: v for k, v in SWEEP.items() if k[2] == 0})
+    out = tmp_path / "results"
+    made = "depthlab compare plain residual depth=20,56 sweep.name=sweep-d"
+    result = cli("report", str(sweep), "--out", str(out), "--command", made,
+                 "--note", "Real data, JPEG re-encoded.", "--note", "Second paragraph.")
+    assert result.exit_code == 0, result.output
+    md = (out / "report.md").read_text()
+    head = md.split("## Comparison")[0]
+    assert head.index("Real data, JPEG re-encoded.\n\nSecond paragraph.") < head.index("**Machine:**")
+    # the making command first, then the report command that reproduces this very file
+    block = head.split("```")[1].strip().splitlines()
+    assert block[0] == made
+    assert block[1].startswith(f"depthlab report {sweep} --out {out} --command ")
+    # make_run records wall_seconds = 1.5 s per epoch: 4 runs x 4 epochs = 24 s, longest 6 s
+    assert "- **Run time:** 24 s of training summed over 4 runs (longest run 6 s" in head
+    assert "Real data, JPEG re-encoded." in (out / "report.html").read_text()
+
+
 @pytest.mark.parametrize("args", [[], ["--heatmap-run", "plain-999-s0"]])
 def test_cli_report_user_errors_are_one_line_and_write_nothing(tmp_path, args):
     target = tmp_path / "empty"
