@@ -45,12 +45,16 @@ SUMMARY_KEYS = [
     "name", "group", "arch", "depth", "layout", "norm", "shortcut", "seed", "params", "flops",
     "final_train_error", "final_test_error", "best_test_error", "epochs_completed", "epochs",
     "steps_completed", "diverged", "grad_ratio_first_last", "grad_ratio_first_last_init",
-    "wall_seconds", "device", "status", "error", "data", "train_subset",
+    "wall_seconds", "device", "status", "error", "data", "train_subset", "num_classes",
 ]
 NUMERIC = ["depth", "seed", "params", "flops", "final_train_error", "final_test_error",
            "best_test_error", "epochs_completed", "epochs", "steps_completed",
            "grad_ratio_first_last", "grad_ratio_first_last_init", "wall_seconds", "train_subset",
-           "log10_grad_ratio_init", "log10_grad_ratio"]
+           "log10_grad_ratio_init", "log10_grad_ratio", "num_classes"]
+# Classes of the data sets whose runs predate summary.json's num_classes.
+KNOWN_CLASSES = {"cifar10": 10, "synthetic": 10, "imagenet": 1000}
+# A net within this many points of chance training error did not train: no verdict on it.
+CHANCE_MARGIN = 0.02
 # Per (architecture, depth) statistics: errors are fractions, ratios log10.
 STAT_COLUMNS = ["final_train_error", "final_test_error", "best_test_error",
                 "log10_grad_ratio_init", "log10_grad_ratio"]
@@ -326,6 +330,7 @@ class Verdict:
 class _Group:
     label: str  # e.g. plain-56
     values: list[float]
+    chance: float | None = None  # training error of guessing (1 - 1/classes); None: unknown
 
     @property
     def n(self) -> int:
@@ -338,6 +343,11 @@ class _Group:
     @property
     def range(self) -> float:
         return max(self.values) - min(self.values)
+
+    @property
+    def at_chance(self) -> bool:
+        """Training error within CHANCE_MARGIN of guessing: the net did not train."""
+        return self.chance is not None and self.mean >= self.chance - CHANCE_MARGIN
 
 
 @dataclass
@@ -396,8 +406,27 @@ def _groups(table: pd.DataFrame, column: str) -> dict[tuple[str, str, str], dict
     for (variant, depth), g in ok.groupby(["variant", "depth"], sort=False):
         key = (variant, g["arch"].iloc[0], g["settings"].iloc[0])
         out.setdefault(key, {})[int(depth)] = _Group(f"{g['arch'].iloc[0]}-{int(depth)}",
-                                                      [float(v) for v in g[column]])
+                                                      [float(v) for v in g[column]],
+                                                      _chance_error(g.iloc[0]))
     return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+def _chance_error(row: pd.Series) -> float | None:
+    """1 - 1/classes of the run's data set (summary.json's num_classes, else KNOWN_CLASSES)."""
+    classes = row.get("num_classes")
+    if classes is None or classes != classes:
+        classes = KNOWN_CLASSES.get(str(row.get("data")))
+    return 1.0 - 1.0 / float(classes) if classes else None
+
+
+def _untrained(a: _Group, b: _Group) -> str | None:
+    """When both nets stayed at chance, the words saying so (no verdict can be drawn)."""
+    if not (a.at_chance and b.at_chance):
+        return None
+    return (f"cannot tell - {a.label} and {b.label} both stayed at chance "
+            f"({_pct(a.mean)} and {_pct(b.mean)} training error; guessing gives "
+            f"{_pct(a.chance)}): neither trained, so depth or shortcuts made no difference "
+            "that these runs can show")
 
 
 def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
@@ -417,6 +446,10 @@ def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
                                     variant))
             continue
         shallow, deep = by_depth[min(by_depth)], by_depth[max(by_depth)]
+        untrained = _untrained(shallow, deep)
+        if untrained:
+            verdicts.append(Verdict("degradation", None, f"{prefix}: {untrained}", variant))
+            continue
         d = _diff(shallow, deep)
         holds = (d.diff > 0) if d.called else (None if d.within_spread else False)  # a tie: no
         if plain:
@@ -429,6 +462,9 @@ def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
                 f"({_seeds_note(shallow, deep, d, unit='points', fmt=_pts)})")
         if len(by_depth) > 2:
             text += "; by depth: " + ", ".join(f"{k}: {_pct(g.mean)}" for k, g in by_depth.items())
+        gone = [g.label for g in by_depth.values() if g.at_chance]
+        if gone:
+            text += f"; at chance ({_pct(deep.chance)}), i.e. not trained: {', '.join(gone)}"
         verdicts.append(Verdict("degradation", holds, text, variant))
     return verdicts
 
@@ -463,6 +499,11 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
                 d = _diff(a, b)
                 holds = (d.diff < 0) if d.called else None
                 at = f"At depth {depth}" + (f" ({where})" if where else "")
+                untrained = _untrained(a, b)
+                if untrained:
+                    verdicts.append(Verdict(f"plain_vs_{o[1]}", None, f"{at}: {untrained}",
+                                            f"{o[0]} vs {p[0]} @ {depth}"))
+                    continue
                 if holds is None:
                     head = f"{at}, {o[1]} and plain train alike"
                 elif holds:

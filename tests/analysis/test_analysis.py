@@ -220,6 +220,39 @@ def test_gradflow_profile_at_init_and_end_leaves_out_shortcut_layers(sweep):
     assert gradflow_profile(sweep / "nowhere", "init").empty
 
 
+def test_nets_at_chance_get_no_verdict(tmp_path):
+    # 10 classes: guessing gives 90% training error; within 2 points of it = not trained
+    runs = {("plain", 20, 0): (0.893, 0.89, -0.3, -0.3), ("plain", 56, 0): (0.900, 0.90, -0.1, 0.3),
+            ("residual", 20, 0): (0.839, 0.82, -0.6, -0.3), ("residual", 56, 0): (0.6, 0.6, 0, 0)}
+    table = load_table([make_sweep(tmp_path / "s", runs)])
+    found = {(v.kind, v.subject.split(" @ ")[-1]): v for v in verdicts(table)}
+    plain = next(v for v in verdicts(table) if v.kind == "degradation" and v.subject == "plain")
+    assert plain.holds is None
+    assert plain.text.startswith("Degradation in plain nets: cannot tell - plain-20 and plain-56 "
+                                 "both stayed at chance (89.3% and 90.0% training error; "
+                                 "guessing gives 90.0%)")
+    # 83.9% is 6 points under chance: residual-20 trained (badly); residual-56 trained better
+    residual = next(v for v in verdicts(table) if v.kind == "degradation" and v.subject == "residual")
+    assert residual.holds is False and "not trained" not in residual.text
+    # plain vs residual at 20: one side trained, so it is called; at 56 too
+    assert found[("plain_vs_residual", "20")].holds is True
+
+    # the same numbers on a 100-class data set are far from chance (99%): a verdict again
+    for run in (tmp_path / "s").iterdir():
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "num_classes": 100}))
+    plain = next(v for v in verdicts(load_table([tmp_path / "s"]))
+                 if v.kind == "degradation" and v.subject == "plain")
+    assert plain.holds is True and "chance" not in plain.text
+
+
+def test_deep_net_at_chance_is_named_in_the_degradation_verdict(tmp_path):
+    runs = {("plain", 20, 0): (0.40, 0.45, -0.3, -0.3), ("plain", 56, 0): (0.899, 0.90, -0.1, 0.3)}
+    v = verdicts(load_table([make_sweep(tmp_path / "s", runs)]))[0]
+    assert v.holds is True
+    assert v.text.endswith("; at chance (90.0%), i.e. not trained: plain-56")
+
+
 def test_grad_ratio_series_follows_the_written_ratio_and_stops_at_divergence(tmp_path):
     from fake_runs import GRADFLOW_EVERY, STEPS_PER_EPOCH
 
