@@ -493,7 +493,7 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
         for o in others:
             if not _comparable(settings_of[p[0]], settings_of[o[0]]):
                 continue
-            where = ", ".join(s for s in (p[2], o[2]) if s)
+            where = ", ".join(dict.fromkeys(s for s in (p[2], o[2]) if s))  # once if equal
             for depth in sorted(set(train[p]) & set(train[o])):
                 a, b = train[p][depth], train[o][depth]
                 d = _diff(a, b)

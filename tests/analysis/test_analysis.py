@@ -343,3 +343,15 @@ def test_shortcut_nets_are_compared_only_with_plain_nets_of_the_same_settings(tm
     assert dense.holds is False and dense.text.startswith(
         "At depth 40 (norm=batch), plain trains lower than dense: dense-40 12.0% vs plain-40 10.0%")
     assert "single seed" in res.text
+
+
+def test_settings_both_sides_share_are_named_once(tmp_path):
+    root = tmp_path / "s"
+    for arch, norm, tr in (("plain", "batch", 0.10), ("plain", "none", 0.50),
+                           ("residual", "batch", 0.08), ("residual", "none", 0.40)):
+        make_run(root, arch, 40, 0, train_error=tr, test_error=tr, log10_ratio_init=-1,
+                 log10_ratio_end=-1, norm=norm, name=f"{arch}-40-{norm}")
+    texts = sorted(v.text for v in verdicts(load_table([root])) if v.kind == "plain_vs_residual")
+    assert [t.split(":")[0] for t in texts] == [
+        "At depth 40 (norm=batch), residual trains lower than plain",
+        "At depth 40 (norm=none), residual trains lower than plain"]
