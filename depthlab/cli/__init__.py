@@ -6,6 +6,8 @@ gradient flow, and compare them.
   depthlab compare plain residual data.train_subset=5000 trainer.epochs=3
   depthlab sweep depth=20,32,44,56 arch=plain,residual arch.layout=cifar
   depthlab report runs/<sweep>
+  depthlab probe
+  depthlab lesion runs/<sweep>/residual-56-s0 runs/<sweep>/plain-56-s0
 """
 
 from __future__ import annotations
@@ -26,13 +28,7 @@ app = typer.Typer(
 COMMANDS = ["train", "sweep", "compare", "report", "probe", "lesion", "archs"]
 
 for _name in COMMANDS:
-    try:
-        _module = importlib.import_module(f"depthlab.cli.{_name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"depthlab.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"depthlab.cli.{_name}").register(app)
 
 
 def main() -> None:
