@@ -142,15 +142,12 @@ def load_run(run_dir: str | Path, *, device: str = "auto", eval_batch_size: int 
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from depthlab.train import resolve_device
+
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise LesionError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N, auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LesionError(f"--device {name} but no CUDA device is available; use cpu or auto")
-    return device
+        return resolve_device(name, what="--device")
+    except ValueError as err:
+        raise LesionError(str(err)) from None
 
 
 # --------------------------------------------------------------------------- blocks and deletion

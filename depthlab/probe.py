@@ -185,17 +185,12 @@ def _check_choice(key: str, values: Sequence[str], valid: Sequence[str]) -> None
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from depthlab.train import resolve_device
+
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ProbeError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N, auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ProbeError(f"device={name} but no CUDA device is available; use cpu or auto")
-    if device.type not in ("cpu", "cuda"):
-        raise ProbeError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N, auto")
-    return device
+        return resolve_device(name, what="device")
+    except ValueError as err:
+        raise ProbeError(str(err)) from None
 
 
 class _Batches:

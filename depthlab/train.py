@@ -35,12 +35,18 @@ log = logging.getLogger("depthlab")
 ARCH_KEYS_NOT_OPTIONS = {"name", "layout"}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, what: str = "trainer.device") -> torch.device:
+    """cpu, cuda, cuda:N or auto (cuda when present); ValueError naming `what` otherwise."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r} for {what}; valid: cpu, cuda, cuda:N, auto")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but no CUDA device is available; use cpu or auto")
+        raise ValueError(f"{what}={name} but no CUDA device is available; use cpu or auto")
     return device
 
 
