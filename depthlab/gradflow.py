@@ -63,15 +63,14 @@ class GradFlowProbe:
     def record(self, step: int) -> GradFlowRecord:
         """Read the current gradients (call after backward, before the optimizer step)."""
         self._armed = False
-        zero = self.weights[0].new_zeros(())
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        grad_norm = torch.stack(torch._foreach_norm(grads)).float()
-        weight_norm = torch.stack(torch._foreach_norm([w.detach() for w in self.weights])).float()
-        parts = [grad_norm, weight_norm]
-        if self.blocks:
-            parts.append(torch.stack([a if a is not None else zero for a in self._act]).float())
-            self._act = [None] * len(self.blocks)
-        host = torch.cat(parts).cpu().tolist()  # the one host transfer of this step
+        with torch.no_grad():
+            parts = list(torch._foreach_norm(grads + self.weights))  # one batched call, 2n norms
+            if self.blocks:
+                zero = self.weights[0].new_zeros(())
+                parts += [a if a is not None else zero for a in self._act]
+                self._act = [None] * len(self.blocks)
+            host = torch.stack(parts).float().cpu().tolist()  # the one host transfer of this step
         n = len(self.layers)
         return GradFlowRecord(step, host[:n], host[n:2 * n], host[2 * n:])
 
