@@ -110,10 +110,9 @@ def _missing_message(err: MissingConfigException, dirs: list[Path]) -> str:
 
 def _compose_message(err: Exception) -> str:
     text = str(err) + (f"\n{err.__cause__}" if err.__cause__ is not None else "")
-    m = re.search(r"Key '([^']+)' is not in struct.*?full_key: (\S+)", text, re.S)
+    m = re.search(r"Key '[^']+' is not in struct.*?full_key: (\S+)", text, re.S)
     if m:
-        key, full_key = m.group(1), m.group(2)
-        return unknown_key_message(full_key)
+        return unknown_key_message(m.group(1))
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "not in struct" in text:
         return unknown_key_message(m.group(1))

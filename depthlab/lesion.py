@@ -21,7 +21,6 @@ forward override on the block's module, undone on exit; the model is never copie
 from __future__ import annotations
 
 import math
-import os
 import types
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -336,12 +335,10 @@ def plot_lesion(table: pd.DataFrame, path: str | Path, *, num_classes: dict[str,
     """Test error vs deleted block, one panel per run side by side (shared y axis):
     the intact net's error dashed, chance dotted, downsampling blocks in orange with a
     shaded band, n/a blocks as grey crosses at the bottom."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+
+    from depthlab.plots import plt, save_figure  # the house style, and atomic PNG writes
 
     runs = list(dict.fromkeys(table.run))
     fig, axes = plt.subplots(1, len(runs), figsize=(max(5.0, 5.6 * len(runs)), 4.2),
@@ -385,15 +382,7 @@ def plot_lesion(table: pd.DataFrame, path: str | Path, *, num_classes: dict[str,
     fig.tight_layout()
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def write_lesion(table: pd.DataFrame, out_dir: str | Path, *,

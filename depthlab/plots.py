@@ -48,12 +48,14 @@ class NothingToPlot(ValueError):
     """The runs hold no data for this figure; str() says what is missing."""
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = DPI) -> Path:
+    """Write fig as PNG through a temp file and a rename (a killed run never leaves half a
+    figure), then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -147,7 +149,7 @@ def plot_error_curves(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set_ylim(0, max(top * 1.08, 1.0))
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle("Training error (thin dashed) and test error (bold) per epoch", y=1.02)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _depth_axis(ax, depths) -> None:
@@ -200,7 +202,7 @@ def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
     seeds = int(agg["n"].max())
     fig.suptitle("Final error vs depth" + (" (mean over seeds; bars: min to max)" if seeds > 1 else ""),
                  y=1.02)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _profiles(table: pd.DataFrame, which: str) -> dict[tuple[str, float], tuple[pd.Series, int]]:
@@ -259,7 +261,7 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
     fig.suptitle("Gradient norm per main-path layer at initialisation (top) and at the end "
                  "(bottom), one line per depth", y=1.0)
     fig.subplots_adjust(hspace=0.35, wspace=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_grad_ratio_over_training(table: pd.DataFrame, path: str | Path) -> Path:
@@ -304,7 +306,7 @@ def plot_grad_ratio_over_training(table: pd.DataFrame, path: str | Path) -> Path
     fig.suptitle("Gradient reaching the first layer relative to the last, over training "
                  "(0 = equal; below 0 = vanishing towards the input)", y=1.02)
     fig.subplots_adjust(wspace=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -340,5 +342,5 @@ def plot_gradflow_heatmap(run_dir: str | Path, path: str | Path, *, name: str | 
     label = name or Path(run_dir).name
     ax.set_title(f"Gradient norm per layer over training: {label} "
                  f"({len(layers)} layers, {len(steps)} recorded steps)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 

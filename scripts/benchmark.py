@@ -367,14 +367,15 @@ def timed_probe_class():
 
             def hook(module, inputs, output):
                 start = time.perf_counter()
-                inner(module, inputs, output)
+                with torch.profiler.record_function("gradflow.hooks"):  # labels --profile
+                    inner(module, inputs, output)
                 self.hook_seconds += time.perf_counter() - start
             return hook
 
     return TimedProbe
 
 
-def gradflow_rows(s: Settings) -> list[Row]:
+def gradflow_rows(s: Settings, profile_dir: Path | None = None) -> list[Row]:
     from depthlab.models import describe
     from depthlab.tracking import RunInfo
     from depthlab.tracking.local import LocalSink
@@ -419,9 +420,11 @@ def gradflow_rows(s: Settings) -> list[Row]:
                         loss.backward()
                         if variant == "probe":
                             t0 = time.perf_counter()
-                            record = probe.record(step)
+                            with torch.profiler.record_function("gradflow.record"):
+                                record = probe.record(step)
                             t1 = time.perf_counter()
-                            sink.log_gradflow(1, record)
+                            with torch.profiler.record_function("gradflow.write"):
+                                sink.log_gradflow(1, record)
                             probe_seconds["record"] += t1 - t0
                             probe_seconds["write"] += time.perf_counter() - t1
                         optimizer.step()
@@ -445,6 +448,8 @@ def gradflow_rows(s: Settings) -> list[Row]:
                 got = interleaved(s.reps, {"base": lambda: loop("base", steps),
                                            "probe": probe_side,
                                            "watch": lambda: loop("watch", steps)})
+                if profile_dir is not None:
+                    write_profile(profile_dir, spec, lambda: loop("probe", steps))
                 wandb.unwatch(models["watch"])
                 probe.close()
                 sink.finish({})
@@ -486,6 +491,22 @@ def gradflow_rows(s: Settings) -> list[Row]:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def write_profile(out: Path, spec: ModelSpec, steps: Callable[[], float]) -> None:
+    """torch.profiler over training steps with the probe: which ops the probe's cost is made of
+    (its parts are labelled gradflow.hooks / gradflow.record / gradflow.write)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        steps()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"profile-{spec.arch}-{spec.depth}-{spec.layout}.txt"
+    path.write_text(f"# torch.profiler: training steps of {spec.label}, batch {spec.batch}, "
+                    f"with GradFlowProbe recording every step\n"
+                    f"# gradflow.* rows: the probe's parts, with their child ops\n{table}\n")
+    say(f"  profile: {path}")
 
 
 # --- 3. data feeding ---------------------------------------------------------------------------
@@ -871,6 +892,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "default $DEPTHLAB_DATA or ~/.cache/depthlab/data")
     p.add_argument("--cache-dir", type=Path, default=Path("~/.cache/depthlab/cache").expanduser(),
                    help="depthlab's decoded-data cache (data.cache_dir; default ~/.cache/depthlab/cache)")
+    p.add_argument("--profile", action="store_true",
+                   help="also write <out>/profile-<model>.txt: torch.profiler's op table of the "
+                        "gradient-flow steps (what the probe's share is made of)")
     # internal: one memory measurement in a fresh process
     p.add_argument("--memory-child", choices=("plain", "efficient"), help=argparse.SUPPRESS)
     p.add_argument("--memory-depth", type=int, default=190, help=argparse.SUPPRESS)
@@ -907,7 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     runners: dict[str, Callable[[], list[Row]]] = {
         "train": lambda: train_rows(s),
-        "gradflow": lambda: gradflow_rows(s),
+        "gradflow": lambda: gradflow_rows(s, args.out if args.profile else None),
         "data": lambda: data_rows(s, args.data_root.expanduser(), args.cache_dir.expanduser()),
         "parity": lambda: parity_rows(s),
         "memory": lambda: memory_rows(s, threads),

@@ -108,8 +108,8 @@ def test_data_row_skipped_without_data(bench, tmp_path):
 def test_gradflow_and_memory_rows_from_the_command_line(tmp_path):
     """The real command (a fresh process, W&B offline, memory subprocesses) and its printed table."""
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--only", "gradflow", "memory", "--out",
-         str(tmp_path / "out")],
+        [sys.executable, str(SCRIPT), "--quick", "--only", "gradflow", "memory", "--profile",
+         "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,  # W&B env: conftest's
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -125,6 +125,11 @@ def test_gradflow_and_memory_rows_from_the_command_line(tmp_path):
     assert set(share["detail"]["probe_parts_ms"]) == {"hooks", "record", "write"}
     memory = result["rows"][-1]
     assert memory["unit"] == "MB" and memory["depthlab"] > 0 and memory["baseline"] > 0
+    for model in ("residual-8-cifar", "dense-10-cifar"):  # --profile: the op table, parts labelled
+        profile = (tmp_path / "out" / f"profile-{model}.txt").read_text()
+        assert "Self CPU time total" in profile
+        for part in ("gradflow.hooks", "gradflow.record", "gradflow.write"):
+            assert part in profile
     assert "depthlab benchmark" in proc.stdout  # the rich table
     for row in result["rows"]:
         assert row["name"][:20] in proc.stdout

@@ -1,6 +1,5 @@
 """Gradient-flow probe against an independent per-layer computation."""
 
-import math
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """Fault injection on real subprocesses: kill -9, SIGINT, SIGTERM, a corrupted
 checkpoint, and an exception in one run of a sweep."""
 
-import json
 import signal
 import subprocess
 import sys
