@@ -519,14 +519,43 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
     return verdicts
 
 
+def _vanishing_call(shallow: _Group, deep: _Group) -> tuple[bool | None, str, str, _Diff]:
+    """(holds, answer, why, diff) for log10 first/last ratios of the shallowest and deepest net."""
+    d = _diff(shallow, deep, MIN_DECADES)
+    if abs(d.diff) <= MIN_DECADES:
+        return False, "no", "about the same at every depth", d
+    if d.within_spread:
+        return None, "inconclusive", "", d
+    if d.diff < 0 and deep.mean < 0:
+        return True, "yes", "", d
+    if d.diff > 0 and deep.mean > 0:
+        return False, "no", ("the deeper net's first layer gets relatively more: "
+                             "gradients grow toward the input"), d
+    return False, "no", ("the deeper net's first layer gets relatively more"
+                         if d.diff > 0 else "the first layer still gets more than the last"), d
+
+
+def _change_note(d: _Diff, when: str | None) -> str:
+    change = f"{abs(d.diff):.1f} decades" + (f" at {when}" if when else "")
+    if abs(d.diff) <= MIN_DECADES:
+        return f"a change of {change}, under a factor of 2"
+    if d.spread is not None:
+        rel = "is within" if d.within_spread else "exceeds"
+        return f"the change of {change} {rel} the seeds' spread of {d.spread:.1f} decades"
+    return f"a change of {change}"
+
+
 def vanishing_verdicts(table: pd.DataFrame) -> list[Verdict]:
     """Per architecture: does the first layer's share of the gradient shrink with depth?
 
     Compares log10(first / last main-path layer gradient norm) of the deepest
-    and the shallowest net, at initialisation (at the end when there is no
-    init value). holds is True when the deeper net's ratio is lower by more
-    than the seeds' spread and a factor of 2, and below 1 (vanishing); False
-    when it is not; None when the change is within the seeds' spread.
+    and the shallowest net, at initialisation and at the end of training. The
+    two can disagree (with batch norm a deep plain net's gradients grow toward
+    the input at init, then fall below the shallow net's as it trains); the
+    verdict then names both. holds is True when the deeper net's ratio is lower
+    by more than the seeds' spread and a factor of 2, and below 1 (vanishing),
+    at init or at the end; False when neither; None when a change is within the
+    seeds' spread and none is called.
     """
     init = _groups(table, "log10_grad_ratio_init")
     end = _groups(table, "log10_grad_ratio")
@@ -534,29 +563,18 @@ def vanishing_verdicts(table: pd.DataFrame) -> list[Verdict]:
     for key in dict.fromkeys([*init, *end]):
         variant, arch, settings = key
         prefix = f"Vanishing gradients in {_nets(arch, settings)}"
-        basis, when = (init[key], "init") if len(init.get(key, {})) >= 2 else (end.get(key, {}), "end")
-        if len(basis) < 2:
+        times = [(label, groups) for label, groups in (("init", init.get(key, {})),
+                                                        ("end", end.get(key, {})))
+                 if len(groups) >= 2]
+        if not times:
             verdicts.append(Verdict("vanishing", None,
                                     f"{prefix}: cannot tell - gradient ratios at one depth only",
                                     variant))
             continue
+        basis = times[0][1]
         lo, hi = min(basis), max(basis)
-        shallow, deep = basis[lo], basis[hi]
-        d = _diff(shallow, deep, MIN_DECADES)
-        why = ""
-        if abs(d.diff) <= MIN_DECADES:
-            holds, answer, why = False, "no", "about the same at every depth"
-        elif d.within_spread:
-            holds, answer = None, "inconclusive"
-        elif d.diff < 0 and deep.mean < 0:
-            holds, answer = True, "yes"
-        elif d.diff > 0 and deep.mean > 0:
-            holds, answer, why = False, "no", ("the deeper net's first layer gets relatively more: "
-                                               "gradients grow toward the input")
-        else:
-            holds, answer, why = False, "no", ("the deeper net's first layer gets relatively more"
-                                               if d.diff > 0 else "the first layer still gets more "
-                                               "than the last")
+        calls = {label: _vanishing_call(groups[lo], groups[hi]) for label, groups in times
+                 if lo in groups and hi in groups}
         parts = []
         for label, groups in (("at init", init.get(key, {})), ("at the end", end.get(key, {}))):
             if lo in groups and hi in groups:
@@ -566,18 +584,24 @@ def vanishing_verdicts(table: pd.DataFrame) -> list[Verdict]:
                                  f"at depth {lo}")
                 else:
                     parts.append(f"{label} {_exp(groups[hi].mean)} vs {_exp(groups[lo].mean)}")
-        change = f"{abs(d.diff):.1f} decades at {when}"
-        if abs(d.diff) <= MIN_DECADES:
-            note = f"a change of {change}, under a factor of 2"
-        elif d.spread is not None:
-            rel = "is within" if d.within_spread else "exceeds"
-            note = f"the change of {change} {rel} the seeds' spread of {d.spread:.1f} decades"
+        answers = {label: c[1] for label, c in calls.items()}
+        first = next(iter(calls))
+        if len(set(answers.values())) == 1:  # init and end agree (or only one is known)
+            holds, answer, why, d = calls[first]
+            notes = [why, _change_note(d, first)]
         else:
-            note = f"a change of {change}"
-        seeds = ("single seed" if d.spread is None else
+            answer = ", ".join(f"{a} at init" if label == "init" else f"{a} by the end of training"
+                               for label, a in answers.items())
+            held = [c[0] for c in calls.values()]
+            holds = True if True in held else (None if None in held else False)
+            notes = [f"{'at init' if label == 'init' else 'by the end'}: "
+                     + ", ".join(x for x in (c[2], _change_note(c[3], None)) if x)
+                     for label, c in calls.items()]
+        shallow, deep = basis[lo], basis[hi]
+        seeds = ("single seed" if shallow.n < 2 and deep.n < 2 else
                  f"means of {shallow.n} and {deep.n} seeds" if shallow.n != deep.n
                  else f"means of {shallow.n} seeds each")
-        note = "; ".join(x for x in (why, note, seeds) if x)
+        note = "; ".join(x for x in (*notes, seeds) if x)
         text = f"{prefix}: {answer} - {'; '.join(parts)} ({note})"
         verdicts.append(Verdict("vanishing", holds, text, variant))
     return verdicts
