@@ -100,6 +100,12 @@ def _title_of(variant: str) -> str:
     return f"{arch} nets" + ("\n" + textwrap.fill(f"({rest}", 48) if rest else "")
 
 
+def _suptitle(fig, text: str, y: float = 1.02) -> None:
+    """The figure title, lifted above the tallest panel title (two-line titles name settings)."""
+    lines = max((ax.get_title().count("\n") + 1 for ax in fig.axes if ax.get_title()), default=1)
+    fig.suptitle(text, y=y + 0.05 * (lines - 1) * 3.9 / fig.get_figheight())
+
+
 def _seed_note(n: int) -> str:
     return "" if n <= 1 else f" ({n} seeds)"
 
@@ -148,7 +154,7 @@ def plot_error_curves(table: pd.DataFrame, path: str | Path) -> Path:
     for ax in axes[0]:
         ax.set_ylim(0, max(top * 1.08, 1.0))
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle("Training error (thin dashed) and test error (bold) per epoch", y=1.02)
+    _suptitle(fig, "Training error (thin dashed) and test error (bold) per epoch")
     return save_figure(fig, path)
 
 
@@ -200,8 +206,7 @@ def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set_ylim(bottom=0)
         ax.legend(loc="best")
     seeds = int(agg["n"].max())
-    fig.suptitle("Final error vs depth" + (" (mean over seeds; bars: min to max)" if seeds > 1 else ""),
-                 y=1.02)
+    _suptitle(fig, "Final error vs depth" + (" (mean over seeds; bars: min to max)" if seeds > 1 else ""))
     return save_figure(fig, path)
 
 
@@ -258,8 +263,8 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
                 ax.set_ylim(lo, hi)
                 if hi / lo > 100:  # label decades only: readable (and quick to draw)
                     ax.yaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle("Gradient norm per main-path layer at initialisation (top) and at the end "
-                 "(bottom), one line per depth", y=1.0)
+    _suptitle(fig, "Gradient norm per main-path layer at initialisation (top) and at the end "
+                   "(bottom), one line per depth", y=1.0)
     fig.subplots_adjust(hspace=0.35, wspace=0.3)
     return save_figure(fig, path)
 
@@ -303,8 +308,8 @@ def plot_grad_ratio_over_training(table: pd.DataFrame, path: str | Path) -> Path
     lims = [ax.get_ylim() for ax in axes[0]]
     for ax in axes[0]:  # one y range, so panels compare at a glance
         ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
-    fig.suptitle("Gradient reaching the first layer relative to the last, over training "
-                 "(0 = equal; below 0 = vanishing towards the input)", y=1.02)
+    _suptitle(fig, "Gradient reaching the first layer relative to the last, over training "
+                 "(0 = equal; below 0 = vanishing towards the input)")
     fig.subplots_adjust(wspace=0.3)
     return save_figure(fig, path)
 
