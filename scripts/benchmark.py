@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -360,6 +360,7 @@ def timed_probe_class():
     class TimedProbe(GradFlowProbe):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.hook_seconds = 0.0
+            self.label = nullcontext  # record_function under --profile only: it costs µs per call
             super().__init__(*args, **kwargs)
 
         def _hook(self, i: int):
@@ -367,7 +368,7 @@ def timed_probe_class():
 
             def hook(module, inputs, output):
                 start = time.perf_counter()
-                with torch.profiler.record_function("gradflow.hooks"):  # labels --profile
+                with self.label("gradflow.hooks"):
                     inner(module, inputs, output)
                 self.hook_seconds += time.perf_counter() - start
             return hook
@@ -420,10 +421,10 @@ def gradflow_rows(s: Settings, profile_dir: Path | None = None) -> list[Row]:
                         loss.backward()
                         if variant == "probe":
                             t0 = time.perf_counter()
-                            with torch.profiler.record_function("gradflow.record"):
+                            with probe.label("gradflow.record"):
                                 record = probe.record(step)
                             t1 = time.perf_counter()
-                            with torch.profiler.record_function("gradflow.write"):
+                            with probe.label("gradflow.write"):
                                 sink.log_gradflow(1, record)
                             probe_seconds["record"] += t1 - t0
                             probe_seconds["write"] += time.perf_counter() - t1
@@ -448,7 +449,8 @@ def gradflow_rows(s: Settings, profile_dir: Path | None = None) -> list[Row]:
                 got = interleaved(s.reps, {"base": lambda: loop("base", steps),
                                            "probe": probe_side,
                                            "watch": lambda: loop("watch", steps)})
-                if profile_dir is not None:
+                if profile_dir is not None:  # after the timed reps, labels on
+                    probe.label = torch.profiler.record_function
                     write_profile(profile_dir, spec, lambda: loop("probe", steps))
                 wandb.unwatch(models["watch"])
                 probe.close()
