@@ -4,19 +4,24 @@
 #
 #   bash scripts/reproduce_cifar10.sh [RUNS_DIR]
 #
-# RUNS_DIR  where the run directories go (default: runs/ in the current directory).
+# RUNS_DIR  where the run directories go (default: runs/ in the repository root, where
+#           the script runs so that the commands the reports record read as in the README).
 #           The sweeps resume: kill this script at any moment and run it again.
 # Data:     data=cifar10 looks in $DEPTHLAB_DATA, else ~/.cache/depthlab/data; on this
 #           project's machines `bash scripts/unpack_cifar.sh` puts the JPEG copy there,
 #           elsewhere the official release is downloaded on first use.
 # Threads:  JOBS runs at once (default 2), THREADS torch threads each (default 1): on a
 #           2-core CPU two one-thread runs side by side beat one two-thread run.
-# Time:     about 60 minutes for the degradation sweep (16 runs) and 10 for the
+# Time:     about 70 minutes for the degradation sweep (16 runs) and 10 for the
 #           gradient-flow sweep (8 runs) on a 2-core x86_64 CPU.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-runs="${1:-runs}"
+runs="runs"
+if [ -n "${1:-}" ]; then
+    runs="$(realpath -m "$1")"
+fi
+cd "$root"
 jobs="${JOBS:-2}"
 threads="${THREADS:-1}"
 if [ -d "${DEPTHLAB_DATA:-$HOME/.cache/depthlab/data}/cifar10-jpeg" ]; then
@@ -36,11 +41,11 @@ gradflow=(depthlab compare plain residual experiment=cifar10_gradflow sweep.name
 "${degradation[@]}" "${launcher[@]}"
 "${gradflow[@]}" "${launcher[@]}"
 
-depthlab report "$runs/cifar10-degradation" --out "$root/results/cifar10-degradation" \
+depthlab report "$runs/cifar10-degradation" --out results/cifar10-degradation \
     --title "Degradation on CIFAR-10: plain vs residual, depths 20-56" \
     --command "${degradation[*]}" --note "$note"
 depthlab report "$runs/cifar10-gradflow" "$runs/cifar10-degradation" \
-    --out "$root/results/cifar10-gradflow" \
+    --out results/cifar10-gradflow \
     --title "Gradient flow on CIFAR-10 with and without batch norm" \
     --heatmap-run "$runs/cifar10-gradflow/plain-56-s0" \
     --command "${gradflow[*]}" --command "${degradation[*]}" --note "$note"
