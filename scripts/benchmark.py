@@ -83,10 +83,11 @@ class Settings:
 FULL = Settings(
     reps=5,
     train=(
-        ModelSpec("residual-20 (cifar)", "residual", 20, "cifar", batch=32, warm=2, steps=6),
+        # timed windows of about 2 s a side: shorter ones left a +-5% rep-to-rep noise
+        ModelSpec("residual-20 (cifar)", "residual", 20, "cifar", batch=32, warm=2, steps=30),
         ModelSpec("residual-50 (imagenet, 32 px)", "residual", 50, "imagenet", batch=4, warm=1,
-                  steps=2),
-        ModelSpec("dense-BC-100 (cifar)", "dense", 100, "cifar", batch=8, warm=1, steps=2),
+                  steps=6),
+        ModelSpec("dense-BC-100 (cifar)", "dense", 100, "cifar", batch=8, warm=2, steps=8),
     ),
     gradflow_steps=2,
     data_batch=128, data_batches=30,

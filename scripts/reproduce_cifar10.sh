@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce results/cifar10-degradation/ and results/cifar10-gradflow/ from a clean
+# Reproduce results/cifar10-degradation/, results/cifar10-gradflow/ and
+# results/cifar10-fulldata/ from a clean
 # checkout plus the CIFAR-10 data (see results/README.md for what each holds).
 #
 #   bash scripts/reproduce_cifar10.sh [RUNS_DIR]
@@ -12,8 +13,9 @@
 #           elsewhere the official release is downloaded on first use.
 # Threads:  JOBS runs at once (default 2), THREADS torch threads each (default 1): on a
 #           2-core CPU two one-thread runs side by side beat one two-thread run.
-# Time:     about 70 minutes for the degradation sweep (16 runs) and 10 for the
-#           gradient-flow sweep (8 runs) on a 2-core x86_64 CPU.
+# Time:     about 70 minutes for the degradation sweep (16 runs), 10 for the
+#           gradient-flow sweep (8 runs) and 35 for the full-data comparison (4 runs)
+#           on a 2-core x86_64 CPU.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,9 +39,12 @@ fi
 degradation=(depthlab compare plain residual experiment=cifar10_degradation seed=0,1
              sweep.name=cifar10-degradation)
 gradflow=(depthlab compare plain residual experiment=cifar10_gradflow sweep.name=cifar10-gradflow)
+fulldata=(depthlab compare plain residual experiment=cifar10_degradation depth=20,56
+          data.train_subset=null trainer.epochs=4 sweep.name=cifar10-degradation-fulldata)
 
 "${degradation[@]}" "${launcher[@]}"
 "${gradflow[@]}" "${launcher[@]}"
+"${fulldata[@]}" "${launcher[@]}"
 
 depthlab report "$runs/cifar10-degradation" --out results/cifar10-degradation \
     --title "Degradation on CIFAR-10: plain vs residual, depths 20-56" \
@@ -49,3 +54,6 @@ depthlab report "$runs/cifar10-gradflow" "$runs/cifar10-degradation" \
     --title "Gradient flow on CIFAR-10 with and without batch norm" \
     --heatmap-run "$runs/cifar10-gradflow/plain-56-s0" \
     --command "${gradflow[*]}" --command "${degradation[*]}" --note "$note"
+depthlab report "$runs/cifar10-degradation-fulldata" --out results/cifar10-fulldata \
+    --title "Degradation on CIFAR-10, all 50,000 training images, 4 epochs: plain vs residual at 20 and 56" \
+    --command "${fulldata[*]}" --note "${note%%; class-balanced*}; all 50,000 training images, one seed."
