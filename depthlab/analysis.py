@@ -114,8 +114,9 @@ def _warn(warnings: list[str], message: str) -> None:
     log.warning(message)
 
 
-def _read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    path = run_dir / "summary.json"
+def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A run's summary.json as a dict, or (None, why it cannot be used) in one line."""
+    path = Path(run_dir) / "summary.json"
     if not path.is_file():
         return None, ("no summary.json (the run never started, or its directory was copied "
                       "without it)")
@@ -159,7 +160,7 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     warnings: list[str] = []
     rows = []
     for run_dir in _find(paths, warnings):
-        summary, problem = _read_summary(run_dir)
+        summary, problem = read_summary(run_dir)
         if problem:
             _warn(warnings, f"skipping {run_dir}: {problem}")
             continue

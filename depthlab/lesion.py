@@ -74,6 +74,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto", eval_batch_size: int 
     """A trained run's model (checkpoint.pt, rebuilt from config.yaml as depthlab.train
     builds it) and its test set (data.test_subset respected; `test_subset`/`data_root`
     override the run's). Raises LesionError for anything the user can fix."""
+    from depthlab.analysis import read_summary
     from depthlab.checkpoint import load_checkpoint
     from depthlab.data import DataError, build_data
     from depthlab.models import ArchitectureError
@@ -126,16 +127,11 @@ def load_run(run_dir: str | Path, *, device: str = "auto", eval_batch_size: int 
         raise LesionError(f"{run_dir}: checkpoint.pt does not fit the net config.yaml "
                           f"describes ({first})") from None
     model.to(dev).eval()
-    recorded = None
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        try:
-            import json
-
-            value = json.loads(summary_path.read_text()).get("final_test_error")
-            recorded = float(value) if value is not None else None
-        except (ValueError, TypeError, AttributeError):
-            recorded = None
+    summary, _problem = read_summary(run_dir)  # only to compare errors: optional
+    try:
+        recorded = float(summary["final_test_error"]) if summary else None
+    except (KeyError, TypeError, ValueError):
+        recorded = None
     name = (cfg.get("run") or {}).get("name") or f"{arch}-{depth}-s{seed}"
     return LoadedRun(run_dir, str(name), cfg, model, data, recorded)
 
@@ -161,6 +157,12 @@ def _channels(block: nn.Module) -> tuple[int, int]:
     return convs[0].in_channels, convs[-1].out_channels
 
 
+def _changes_shape(block: nn.Module) -> bool:
+    """Stride or channel count differs between the block's input and output (downsampling)."""
+    c_in, c_out = _channels(block)
+    return getattr(block, "stride", 1) != 1 or c_in != c_out
+
+
 def blocks_of(model: nn.Module) -> list[BlockInfo]:
     """The net's blocks in forward order, with what deleting each one means."""
     if not hasattr(model, "block_names") or not hasattr(model, "stage_of"):
@@ -168,8 +170,7 @@ def blocks_of(model: nn.Module) -> list[BlockInfo]:
     out = []
     for i, name in enumerate(model.block_names()):
         block = model.get_submodule(name)
-        c_in, c_out = _channels(block)
-        downsampling = getattr(block, "stride", 1) != 1 or c_in != c_out
+        downsampling = _changes_shape(block)
         residual = _is_residual(block)
         out.append(BlockInfo(i, name, model.stage_of(name), downsampling, residual,
                              removable=residual or not downsampling))
@@ -206,8 +207,8 @@ def lesioned(model: nn.Module, block_name: str) -> Iterator[nn.Module]:
     if _is_residual(block):
         forward = _shortcut_only
     else:
-        c_in, c_out = _channels(block)
-        if getattr(block, "stride", 1) != 1 or c_in != c_out:
+        if _changes_shape(block):
+            c_in, c_out = _channels(block)
             raise LesionError(f"plain block {block_name} changes the shape "
                               f"({c_in} -> {c_out} channels, stride {block.stride}): "
                               "it cannot be replaced by the identity")
@@ -338,12 +339,11 @@ def plot_lesion(table: pd.DataFrame, path: str | Path, *, num_classes: dict[str,
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from depthlab.plots import plt, save_figure  # the house style, and atomic PNG writes
+    from depthlab.plots import ARCH_COLOURS, plt, save_figure  # the house style, atomic writes
 
     runs = list(dict.fromkeys(table.run))
     fig, axes = plt.subplots(1, len(runs), figsize=(max(5.0, 5.6 * len(runs)), 4.2),
                              squeeze=False, sharey=True)
-    colours = {"residual": "#1f77b4", "plain": "#d62728"}
     for ax, run in zip(axes[0], runs):
         t = table[table.run == run]
         orig = t[t.status == "original"].iloc[0]
@@ -352,7 +352,7 @@ def plot_lesion(table: pd.DataFrame, path: str | Path, *, num_classes: dict[str,
         down = ok[ok.downsampling.astype(bool)]
         inner = ok[~ok.downsampling.astype(bool)]
         na = blocks[blocks.status == "n/a"]
-        c = colours.get(orig.arch, "#555555")
+        c = ARCH_COLOURS.get(orig.arch, "#555555")
         for b in blocks[blocks.downsampling.astype(bool)].block_index:
             ax.axvspan(b - 0.5, b + 0.5, color="#ff7f0e", alpha=0.12, lw=0)
         ax.plot(ok.block_index, 100 * ok.test_error, color=c, lw=1.0, alpha=0.5)

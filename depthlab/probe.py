@@ -568,7 +568,6 @@ def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------- figures
 
-ARCH_COLOURS = {"plain": "#d62728", "residual": "#1f77b4", "dense": "#2ca02c"}
 SHORTCUT_COLOURS = {"A": "#1f77b4", "B": "#9467bd", "C": "#17becf"}
 NORM_STYLE = {"batch": "-", "none": "--"}
 NORM_WORDS = {"batch": "batch norm", "none": "no norm"}
@@ -583,6 +582,8 @@ def _variants(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _variant_colour(arch: str, shortcut: str, multi: bool) -> str:
+    from depthlab.plots import ARCH_COLOURS
+
     if arch == "residual" and multi:
         return SHORTCUT_COLOURS.get(shortcut, ARCH_COLOURS["residual"])
     return ARCH_COLOURS.get(arch, "#7f7f7f")
