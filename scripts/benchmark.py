@@ -811,6 +811,8 @@ def table_cells(row: Row, with_baseline_is: bool = True) -> list[str]:
 
 
 def markdown(result: dict[str, Any], rows: list[Row]) -> str:
+    from depthlab.analysis import markdown_table
+
     m = result["machine"]
     lines = [
         "# depthlab benchmark",
@@ -831,11 +833,8 @@ def markdown(result: dict[str, Any], rows: list[Row]) -> str:
         " `ratio` is the median of the per-rep ratios, `spread` their min-max. What each row runs:"
         " scripts/README.md.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        markdown_table(COLUMNS, [table_cells(row) for row in rows]),
     ]
-    for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(row)) + " |")
     notes = [f"- {row.name}: {row.note}" for row in rows if row.note]
     if notes:
         lines += ["", *notes]

@@ -1,6 +1,5 @@
 """Gradient-flow probe against an independent per-layer computation."""
 
-
 import pytest
 import torch
 import torch.nn.functional as F

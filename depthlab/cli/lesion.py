@@ -9,7 +9,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from depthlab.cli.common import console, fail, out
+from depthlab.cli.common import console, fail, out, step_progress
 
 
 def print_lesion_table(table, name: str) -> None:
@@ -67,13 +67,9 @@ def lesion(
 
       depthlab lesion runs/residual-110-s0 --test-subset 2000 --device cuda
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from depthlab.lesion import PAPER, LesionError, run_lesion
 
-    with Progress(TextColumn("[bold]lesion[/] {task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
+    with step_progress("lesion") as progress:
         tasks: dict[str, int] = {}
 
         def on_step(name, what, done, total):

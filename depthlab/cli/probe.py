@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from depthlab.cli.common import console, fail, out
+from depthlab.cli.common import console, fail, out, step_progress
 
 HELP = """Gradient flow at initialisation: one forward + backward pass per net and seed, no training.
 
@@ -173,8 +173,6 @@ def print_table(summary, *, title: str) -> None:
 
 
 def probe(ctx: typer.Context) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from depthlab.probe import (ProbeError, check_dir, configurations, default_dir, findings,
                                 log_wandb, run_probe, write_probe)
 
@@ -187,9 +185,7 @@ def probe(ctx: typer.Context) -> None:
         fail(str(err))
     command = shlex.join(["depthlab", "probe", *args])
     total = len(configs) * settings.seeds
-    with Progress(TextColumn("[bold]probe[/] {task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
+    with step_progress("probe") as progress:
         task = progress.add_task("", total=total)
 
         def on_step(config, seed, done, total_):
