@@ -11,6 +11,7 @@ import difflib
 import itertools
 import re
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from hydra import compose, initialize_config_module
@@ -29,8 +30,73 @@ class ConfigError(ValueError):
     """A config problem the user can fix; str() is one line."""
 
 
+# --- the layout follows the depth family ------------------------------------------
+# arch.layout's default is ${depthlab.layout:arch,depth,data layout}: a depth of the
+# papers' ImageNet tables takes the imagenet layout on any data (ResNet-18..200,
+# DenseNet-121..264; on 32 px images with the small-input stem), every other depth
+# the data set's layout. Membership decides, not validity: 50 and 152 are also
+# 6n+2 cifar depths. A sweep decides once for all its runs (choose_layout).
+
+def family_layout(arch: str, depth: Any, data_layout: str) -> str:
+    from depthlab.models.depths import IMAGENET_DEPTHS  # lazy: only when resolved
+
+    return "imagenet" if depth in IMAGENET_DEPTHS.get(str(arch), ()) else str(data_layout)
+
+
+if not OmegaConf.has_resolver("depthlab.layout"):
+    OmegaConf.register_new_resolver("depthlab.layout", family_layout)
+
+
+@dataclass(frozen=True)
+class LayoutChoice:
+    layout: str
+    reason: str  # why, for the plan
+    auto: bool = True  # chosen by depthlab (arch.layout not given)
+
+
+def choose_layout(pairs: list[tuple[str, int]], data_name: str, data_layout: str) -> LayoutChoice:
+    """One layout for every run of a sweep whose runs don't give arch.layout: imagenet
+    when every (arch, depth) is in the ImageNet tables, else the data set's layout."""
+    from depthlab.models.depths import IMAGENET_DEPTHS
+
+    depths = sorted({d for _, d in pairs})
+    listed = ", ".join(str(d) for d in depths)
+    inside = sorted({d for a, d in pairs if d in IMAGENET_DEPTHS.get(a, ())})
+    if pairs and all(d in IMAGENET_DEPTHS.get(a, ()) for a, d in pairs):
+        return LayoutChoice("imagenet", f"{listed}: the papers' ImageNet depths, so the imagenet "
+                            "layout on any data; arch.layout=... to choose")
+    reason = f"the default of data={data_name}"
+    if inside:
+        reason += (f"; {', '.join(map(str, inside))} {'is an ImageNet depth' if len(inside) == 1 else 'are ImageNet depths'}, "
+                   f"but {', '.join(str(d) for d in depths if d not in inside)} not, and a sweep "
+                   "uses one layout for all its runs")
+    return LayoutChoice(data_layout, reason)
+
+
+def layout_is_auto(cfg: DictConfig) -> bool:
+    """True where arch.layout is still depthlab's default (nobody gave it)."""
+    node = OmegaConf.to_container(cfg.arch, resolve=False).get("layout")
+    return isinstance(node, str) and node.startswith("${depthlab.layout:")
+
+
+def layout_error(err: ConfigError, cfg: dict[str, Any], choice: LayoutChoice) -> ConfigError:
+    """An invalid depth under a layout depthlab chose: name the other layout's rule too."""
+    from depthlab.models.depths import DEPTH_RULES
+
+    other = "cifar" if choice.layout == "imagenet" else "imagenet"
+    rule = DEPTH_RULES.get((cfg["arch"]["name"], other))
+    message = str(err)
+    if rule and "add arch.layout" not in message:
+        message += f"; layout {other} takes {rule}"
+    return ConfigError(f"{message} (layout {choice.layout}: {choice.reason})")
+
+
 def conf_dir() -> Path:
-    return Path(__file__).parent / "conf"
+    """The installed config tree (the top-level conf/ in a checkout, the package
+    depthlab.conf in a wheel): where importlib finds it, as Hydra's pkg:// does."""
+    from importlib.resources import files
+
+    return Path(str(files(CONFIG_MODULE)))
 
 
 def group_options(group: str, extra_dirs: Iterable[Path] = ()) -> list[str]:
@@ -77,8 +143,10 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
 
 
-def compose_config(overrides: list[str], config_dirs: Iterable[Path] = ()) -> DictConfig:
-    """Compose like `depthlab train` would, with one-line errors."""
+def compose_config(overrides: list[str], config_dirs: Iterable[Path] = (), *,
+                   resolve: bool = True) -> DictConfig:
+    """Compose like `depthlab train` would, with one-line errors (resolved unless
+    resolve=False, which keeps interpolations such as arch.layout's default)."""
     parse_overrides(overrides)
     extra = [f"file://{Path(d).resolve()}" for d in config_dirs]
     if extra:
@@ -88,7 +156,8 @@ def compose_config(overrides: list[str], config_dirs: Iterable[Path] = ()) -> Di
         with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
             # resolve now so that a bad interpolation fails here, not mid-run
-            OmegaConf.resolve(cfg)
+            if resolve:
+                OmegaConf.resolve(cfg)
     except MissingConfigException as err:
         raise ConfigError(_missing_message(err, list(config_dirs))) from None
     except (HydraException, OmegaConfBaseException) as err:
@@ -181,8 +250,10 @@ def check_config(cfg: DictConfig | dict) -> None:
     device = str(t.device)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if t.precision != "fp32" and device == "cpu":
-        raise ConfigError(f"trainer.precision={t.precision} needs a CUDA device; use fp32 on the CPU")
+    # bf16 autocast runs on the CPU too; fp16 needs CUDA (its GradScaler). train.run
+    # applies the same rule once trainer.device=auto is resolved.
+    if t.precision == "fp16" and device == "cpu":
+        raise ConfigError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     wandb_cfg = c.get("logger", {}).get("wandb")
     if wandb_cfg is not None:
         from depthlab.tracking.wandb_sink import WandbConfig  # no wandb import: cheap

@@ -5,7 +5,8 @@ with them, so Hydra's override grammar, `--cfg job`, `--multirun` and launcher
 plugins (joblib, submitit) all keep working. Each job decides what to do with
 its directory: skip a completed run, resume an unfinished one, or start over
 (`run.fresh=true`); it records a failure in the run's `summary.json` instead of
-killing the sweep.
+killing the sweep. A run directory that holds a different config is refused
+without touching it (RunConflict).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import depthlab.config  # noqa: F401 (registers the arch.layout resolver before Hydra composes)
+
 log = logging.getLogger("depthlab")
 
 # Keys that may change between invocations of the same run without making it a different run.
@@ -32,13 +35,13 @@ VOLATILE = {("run", "fresh"), ("logger",), ("trainer", "device"), ("trainer", "t
             ("paths",), ("sweep",)}
 RUN_FILES = ["summary.json", "config.yaml", "layers.csv", "blocks.csv", "metrics_steps.csv",
              "metrics_epochs.csv", "gradflow.csv", "activations.csv", "checkpoint.pt",
-             "checkpoint.prev.pt", "wandb_id.txt"]
+             "checkpoint.prev.pt", "wandb_id.txt", "error.txt"]
 
 
 @dataclass
 class JobOutcome:
     run_dir: Path
-    status: str  # completed | diverged | interrupted | failed | skipped
+    status: str  # completed | diverged | interrupted | failed | skipped | conflict (left untouched)
     summary: dict[str, Any] | None
     error: str | None = None
     user_error: bool = False
@@ -83,6 +86,9 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> dict[str
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "wandb", ignore_errors=True)  # else `wandb sync` uploads the old run too
+        log_file = run_dir / "train.log"
+        if log_file.exists():  # Hydra's handler holds it open (append mode): empty it, keep it
+            log_file.open("r+").truncate(0)
         return None
     config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
     if config_path.exists():
@@ -134,6 +140,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    if multirun:
+        from depthlab.progress import enter_sweep_run
+
+        enter_sweep_run(int(hc.job.num))  # for the sweep-level progress line
     group = cfg.sweep.name if multirun else cfg.run.group
     container = OmegaConf.to_container(cfg, resolve=True)
     new_dir = _is_new(run_dir)
@@ -152,7 +162,13 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
             # command resumes it.
             raise SystemExit(130)
         return summary
-    except (ConfigError, DataError, ArchitectureError, RunConflict, FileNotFoundError,
+    except RunConflict as err:
+        # The directory belongs to another run (maybe completed): leave it exactly as it
+        # is (no summary, no error.txt); the CLI reports the one-line message.
+        message = " ".join(str(err).split())
+        OUTCOMES.append(JobOutcome(run_dir, "conflict", None, message, user_error=True))
+        return None
+    except (ConfigError, DataError, ArchitectureError, train.PrecisionError, FileNotFoundError,
             PermissionError) as err:
         message = " ".join(str(err).split())
         if not multirun:
@@ -161,7 +177,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
                 _remove_new_dirs(run_dir, Path(cfg.paths.runs_dir))
             OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
             return None
-        _record_failure(run_dir, cfg, message)
+        _record_failure(run_dir, cfg, container, group, message)
         OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
         return None
     except KeyboardInterrupt:
@@ -170,7 +186,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
         message = f"{type(err).__name__}: {' '.join(str(err).split())}"
         log.error("%s failed: %s", cfg.run.name, message)
         (run_dir / "error.txt").write_text(traceback.format_exc())
-        _record_failure(run_dir, cfg, message)
+        _record_failure(run_dir, cfg, container, group, message)
         OUTCOMES.append(JobOutcome(run_dir, "failed", None, message))
         return None
 
@@ -186,7 +202,8 @@ def _remove_new_dirs(run_dir: Path, runs_dir: Path) -> None:
         parent.rmdir()
 
 
-def _record_failure(run_dir: Path, cfg: DictConfig, message: str) -> None:
+def _record_failure(run_dir: Path, cfg: DictConfig, container: dict[str, Any], group: str,
+                    message: str) -> None:
     from depthlab.tracking.local import read_json, write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,10 +212,58 @@ def _record_failure(run_dir: Path, cfg: DictConfig, message: str) -> None:
         summary = read_json(path) if path.exists() else {}
     except ValueError:
         summary = {}
-    summary.update({"name": cfg.run.name, "arch": cfg.arch.name, "depth": cfg.depth,
-                    "layout": cfg.arch.layout, "seed": cfg.seed, "status": "failed",
-                    "diverged": False, "error": message})
+    # A run that failed before train.run wrote its summary still describes itself as
+    # far as its config tells, so its row in summary.csv has the other runs' columns.
+    try:
+        head = _config_summary(container, group)
+    except Exception:  # noqa: BLE001 (a config that failed its checks may describe nothing)
+        head = {}
+    summary = {**head, **summary}
+    summary.update({"name": cfg.run.name, "status": "failed", "diverged": False,
+                    "error": message})
+    summary.setdefault("steps_completed", 0)
+    summary.setdefault("epochs_completed", 0)
     write_json(path, summary)
+
+
+def _config_summary(cfg: dict[str, Any], group: str) -> dict[str, Any]:
+    """The descriptive keys of train.run's summary that the config alone gives
+    (num_classes and sizes as far as the data config tells them; None otherwise)."""
+    from depthlab import train
+    from depthlab.data import config_facts
+    from depthlab.models import describe
+
+    arch, data, t = cfg["arch"], cfg["data"], cfg["trainer"]
+    facts = config_facts({k: v for k, v in data.items() if k != "layout"})
+    out: dict[str, Any] = {
+        "name": cfg["run"]["name"], "group": group, "arch": arch["name"], "depth": cfg["depth"],
+        "layout": arch["layout"], "norm": arch.get("norm"), "shortcut": None,
+        "preact": arch.get("preact"), "zero_init_residual": arch.get("zero_init_residual"),
+        "seed": cfg["seed"], "data": data["name"], "num_classes": facts["num_classes"],
+        "train_subset": data.get("train_subset"), "train_size": facts["train_size"],
+        "test_size": facts["test_size"], "params": None, "flops": None, "epochs": None,
+        "total_steps": None, "device": str(t["device"]), "machine": train.machine(),
+    }
+    try:
+        out["device"] = str(train.resolve_device(str(t["device"])))  # as train.run records it
+    except ValueError:
+        pass
+    steps_per_epoch = (facts["train_size"] or 0) // max(1, int(t["batch_size"]))
+    if t.get("iterations"):
+        out["total_steps"] = int(t["iterations"])
+        if steps_per_epoch:
+            out["epochs"] = -(-out["total_steps"] // steps_per_epoch)
+    else:
+        out["epochs"] = int(t["epochs"])
+        out["total_steps"] = out["epochs"] * steps_per_epoch or None
+    if facts["num_classes"] and facts["image_size"]:
+        try:  # the model as the run would have built it, on the CPU
+            desc = describe(train.make_model(cfg, facts["num_classes"], facts["image_size"]))
+        except Exception:  # noqa: BLE001 (best effort: the failure being recorded may be this)
+            desc = {}
+        out.update({k: desc[k] for k in ("arch", "depth", "layout", "norm", "shortcut", "preact",
+                                          "zero_init_residual", "params", "flops") if k in desc})
+    return out
 
 
 @hydra.main(version_base="1.3", config_path="pkg://depthlab.conf", config_name="config")

@@ -50,6 +50,18 @@ def resolve_device(name: str, what: str = "trainer.device") -> torch.device:
     return device
 
 
+class PrecisionError(ValueError):
+    """trainer.precision that the resolved device cannot run; str() is one line."""
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 autocast runs on the CPU and on CUDA; fp16 needs CUDA (its GradScaler).
+    The rule of config.check_config, applied again once `auto` is resolved."""
+    if precision == "fp16" and device.type != "cuda":
+        raise PrecisionError(f"trainer.precision=fp16 needs a CUDA device, and this run is on "
+                             f"{device}; use bf16 or fp32 on the CPU")
+
+
 def make_model(cfg: dict[str, Any], num_classes: int, image_size: int) -> nn.Module:
     arch = cfg["arch"]
     options = {k: v for k, v in arch.items() if k not in ARCH_KEYS_NOT_OPTIONS}
@@ -69,17 +81,21 @@ def make_optimizer(cfg: dict[str, Any], model: nn.Module) -> torch.optim.Optimiz
     raise ValueError(f"unknown optimizer {o['name']!r}; valid: sgd, adamw")
 
 
-def lr_factor(schedule: dict[str, Any], step: int, total: int) -> float:
-    """Learning-rate multiplier at `step` of `total` (warm-up, then step or cosine)."""
+def learning_rate(schedule: dict[str, Any], base_lr: float, step: int, total: int) -> float:
+    """The learning rate of 0-based `step` of `total`: a linear warm-up over the first
+    `warmup * total` steps (base_lr * (step + 1) / warm-up steps), then step decay, or a
+    cosine from base_lr down to `min_lr` (an absolute rate, reached at step == total,
+    as torch's CosineAnnealingLR with T_max = total steps after warm-up)."""
     warm = int(schedule.get("warmup", 0.0) * total)
     if step < warm:
-        return (step + 1) / warm
+        return base_lr * (step + 1) / warm
     if schedule["name"] == "step":
         passed = sum(step >= int(m * total) for m in schedule["milestones"])
-        return schedule["gamma"] ** passed
+        return base_lr * schedule["gamma"] ** passed
     if schedule["name"] == "cosine":
+        min_lr = float(schedule.get("min_lr", 0.0))
         t = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + math.cos(math.pi * t))
+        return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * t))
     raise ValueError(f"unknown schedule {schedule['name']!r}; valid: step, cosine")
 
 
@@ -154,6 +170,7 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     t = cfg["trainer"]
     started = time.time()
     device = resolve_device(str(t["device"]))
+    check_precision(t.get("precision", "fp32"), device)
     if t.get("threads"):
         torch.set_num_threads(int(t["threads"]))
     seed = int(cfg["seed"])
@@ -195,6 +212,10 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     epoch, batch_in_epoch, step = 1, 0, 0
     acc = {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}
     best_test, ratio_init, wall_before = float("inf"), None, 0.0
+    # What the final summary needs, carried by the checkpoint: a run killed after its
+    # last checkpoint but before summary.json resumes with nothing left to train.
+    last_epoch_metrics: dict[str, float] = {}
+    ratio_end_saved = None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -205,6 +226,8 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
         best_test = state["best_test_error"]
         ratio_init = state.get("grad_ratio_first_last_init")
         wall_before = state.get("wall_seconds", 0.0)
+        last_epoch_metrics = dict(state.get("last_epoch_metrics", {}))
+        ratio_end_saved = state.get("grad_ratio_first_last")
         log.info("%s: resuming at epoch %d, step %d", cfg["run"]["name"], epoch, step)
 
     info = RunInfo(
@@ -234,7 +257,6 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     local.write_summary(summary)
 
     last_record = None
-    last_epoch_metrics: dict[str, float] = {}
     status = "completed"
     stop = StopRequested()
     model.train()
@@ -248,24 +270,29 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
             **({"scaler": scaler.state_dict()} if scaler is not None else {}),
             "epoch": next_epoch, "batch_in_epoch": next_batch, "step": step,
             "acc": {k: float(v) for k, v in acc.items()}, "best_test_error": best_test,
-            "grad_ratio_first_last_init": ratio_init,
+            "grad_ratio_first_last_init": ratio_init, "grad_ratio_first_last": ratio_end(),
+            "last_epoch_metrics": dict(last_epoch_metrics),
             "wall_seconds": wall_before + time.time() - started,
         })
+
+    def ratio_end() -> float | None:
+        if last_record is None:  # nothing recorded since the resume
+            return ratio_end_saved
+        return first_last_ratio(desc["layers"], last_record.grad_norm)
 
     try:
         with stop.installed(), TrainProgress(info.name, total_steps, step) as progress:
             while epoch <= epochs and step < total_steps and status == "completed":
-                data.train.set_epoch(epoch)
+                # resumed mid-epoch: the same epoch's batches from batch_in_epoch on, by index
+                data.train.set_epoch(epoch, start_batch=batch_in_epoch)
                 epoch_start = time.perf_counter()
-                for i, (x, y) in enumerate(data.train):
-                    if i < batch_in_epoch:  # resumed mid-epoch: replay the same order, skip done batches
-                        continue
+                for i, (x, y) in enumerate(data.train, start=batch_in_epoch):
                     if step >= total_steps:
                         break
                     if t.get("channels_last"):
                         x = x.contiguous(memory_format=torch.channels_last)
                     for g, base in zip(optimizer.param_groups, base_lrs):
-                        g["lr"] = base * lr_factor(cfg["schedule"], step, total_steps)
+                        g["lr"] = learning_rate(cfg["schedule"], base, step, total_steps)
                     record_now = step % gf["every"] == 0 or step == total_steps - 1
                     if record_now:
                         probe.arm()
@@ -351,7 +378,8 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
                     f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, train error "
                     f"{100 * train_error:.2f}%"
                     + (f", test error {100 * metrics['test_error']:.2f}%" if "test_error" in metrics else "")
-                    + f", {metrics['images_per_sec']:,.0f} img/s"
+                    + f", {metrics['images_per_sec']:,.0f} img/s",
+                    step,
                 )
                 epoch += 1
                 batch_in_epoch = 0
@@ -373,7 +401,7 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     finally:
         probe.close()
 
-    ratio_end = first_last_ratio(desc["layers"], last_record.grad_norm) if last_record else None
+    ratio_last = ratio_end()
     summary.update({
         "status": status,
         "diverged": status == "diverged",
@@ -383,9 +411,9 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
         "epochs_completed": epoch - 1,
         "steps_completed": step,
         "grad_ratio_first_last_init": ratio_init,
-        "grad_ratio_first_last": ratio_end,
+        "grad_ratio_first_last": ratio_last,
         "log10_grad_ratio_init": _log10(ratio_init),
-        "log10_grad_ratio": _log10(ratio_end),
+        "log10_grad_ratio": _log10(ratio_last),
         "images_per_sec": last_epoch_metrics.get("images_per_sec"),
         "wall_seconds": wall_before + time.time() - started,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import typer
+from omegaconf import OmegaConf
 
 from depthlab.cli.common import console, fail
 from depthlab.cli.hydra_args import split_args
-from depthlab.cli.sweep import command_line, has_key, run_sweep
-from depthlab.config import ConfigError, compose_config
+from depthlab.cli.sweep import DRY_RUN_HELP, command_line, has_key, run_sweep
+from depthlab.config import (ConfigError, LayoutChoice, choose_layout, compose_config, expand_sweep,
+                             layout_is_auto)
 
 # The papers' comparisons: ResNet Table 2 (imagenet) and Fig. 6 (cifar).
 DEFAULT_DEPTHS = {"imagenet": "18,34", "cifar": "20,32,44,56"}
@@ -34,6 +36,7 @@ Everything else works as in depthlab sweep (launchers, --fresh, report.md).
 def compare(
     ctx: typer.Context,
     fresh: bool = typer.Option(False, "--fresh", help="Retrain instead of reusing completed runs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
 ) -> None:
     args = list(ctx.args)
     command = command_line("compare", args, fresh)
@@ -50,21 +53,36 @@ def compare(
     if has_key(overrides, "arch"):
         fail("give the architectures as arguments (depthlab compare plain residual), not arch=")
     try:
-        layout = compose_config([o for o in overrides if "," not in o and "range(" not in o],
-                                dirs).arch.layout
-    except ConfigError as err:
+        base = compose_config([o for o in overrides if "," not in o and "range(" not in o],
+                              dirs, resolve=False)
+        depth_arg = next((o for o in overrides if o.partition("=")[0] == "depth"), None)
+        depths = [] if depth_arg is None else [
+            int(v) for run in expand_sweep([depth_arg]) for v in [run[0].partition("=")[2]]]
+    except (ConfigError, ValueError) as err:
         fail(str(err))
-    if not has_key(overrides, "depth"):
-        depths = (DENSE_DEPTHS if archs == ["dense"] else DEFAULT_DEPTHS)[layout]
-        overrides.append(f"depth={depths}")
-        console.print(f"default depths for the {layout} layout: {depths}", highlight=False)
+    data_layout = str(OmegaConf.select(base, "data.layout", default="cifar"))
+    if not layout_is_auto(base):
+        layout = LayoutChoice(str(OmegaConf.to_container(base.arch)["layout"]), "arch.layout given",
+                              auto=False)
+    elif depths:
+        # one layout for the whole comparison, dense runs included (decided on the
+        # depths typed, for the families that take them as typed)
+        typed = [a for a in archs if a != "dense"] or ["dense"]
+        layout = choose_layout([(a, d) for a in typed for d in depths], str(base.data.name),
+                               data_layout)
+    else:
+        layout = LayoutChoice(data_layout, f"the default of data={base.data.name}")
+    if depth_arg is None:
+        depth_list = (DENSE_DEPTHS if archs == ["dense"] else DEFAULT_DEPTHS)[layout.layout]
+        overrides.append(f"depth={depth_list}")
+        console.print(f"default depths for the {layout.layout} layout: {depth_list}", highlight=False)
     others = [a for a in archs if a != "dense"]
     extra = []
     if "dense" in archs and others:
         # DenseNet-BC depths (6n+4 on cifar, 121.. on imagenet) never equal ResNet
         # depths: each dense run stands in at the nearest valid dense depth.
         depth_arg = next(o for o in overrides if o.partition("=")[0] == "depth")
-        dense_depths = nearest_dense_depths(depth_arg.partition("=")[2], layout)
+        dense_depths = nearest_dense_depths(depth_arg.partition("=")[2], layout.layout)
         console.print(f"dense nets use the nearest valid dense depths: {dense_depths}",
                       highlight=False)
         extra = [["arch=dense", *[o for o in overrides if o != depth_arg], f"depth={dense_depths}"]]
@@ -74,7 +92,8 @@ def compare(
     # arch varies fastest, so a sweep cut short still has matched pairs
     overrides = [*overrides, f"arch={','.join(archs_sweep)}"]
     run_sweep(overrides, flags, dirs, prefix="compare", fresh=fresh,
-              title=f"Compare {' vs '.join(archs)}", command=command, extra=extra)
+              title=f"Compare {' vs '.join(archs)}", command=command, extra=extra,
+              dry_run=dry_run, layout=layout)
 
 
 def nearest_dense_depths(depths: str, layout: str) -> str:

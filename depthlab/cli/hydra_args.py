@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from depthlab.cli.common import fail
-from depthlab.config import ConfigError, check_config, compose_config, expand_sweep, group_options
+from depthlab.config import (ConfigError, LayoutChoice, check_config, compose_config, expand_sweep,
+                             group_options, layout_error, layout_is_auto)
+from depthlab.preflight import check_writable
 
 # Hydra flags that take a value, and those that don't (see `hydra --help`).
 WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--config-path", "-cp",
@@ -49,51 +51,27 @@ def info_only(flags: list[str]) -> bool:
     return any(f.partition("=")[0] in INFO_ONLY for f in flags)
 
 
-def check(overrides: list[str], dirs: list[Path], *, sweep: bool) -> list[list[str]]:
-    """Compose and check every run the overrides describe; one-line error on the first problem."""
+def check(overrides: list[str], dirs: list[Path]) -> None:
+    """Compose and check the one run `depthlab train` describes; one-line error on a problem.
+    (Sweeps check every run through depthlab.plan and depthlab.preflight.)"""
+    from omegaconf import OmegaConf
+
     try:
-        runs = expand_sweep(overrides)
-        if not sweep and len(runs) > 1:
+        if len(expand_sweep(overrides)) > 1:
             fail("train runs one configuration; for comma-separated values use depthlab sweep")
-        for run in _probes(runs):
-            cfg = compose_config(run, dirs)
+        cfg = compose_config(overrides, dirs, resolve=False)
+        auto = layout_is_auto(cfg)
+        OmegaConf.resolve(cfg)
+        try:
             check_config(cfg)
-            check_writable(Path(cfg.paths.runs_dir))
+        except ConfigError as err:
+            if not auto:
+                raise
+            choice = LayoutChoice(cfg.arch.layout, f"the default of data={cfg.data.name}")
+            raise layout_error(err, OmegaConf.to_container(cfg), choice) from None
+        check_writable(Path(cfg.paths.runs_dir))
     except ConfigError as err:
         fail(str(err))
-    return runs
-
-
-def check_writable(runs_dir: Path) -> None:
-    """The runs directory must be a directory we can create files in (checked
-    before Hydra makes anything, so a bad path leaves nothing behind)."""
-    import os
-
-    existing = runs_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"paths.runs_dir={runs_dir} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"paths.runs_dir={runs_dir} is not writable (no write permission on {existing})")
-
-
-def _probes(runs: list[list[str]]) -> list[list[str]]:
-    """Runs that together use every value of every axis, each at least once: the
-    first run, then for each later run only if it brings a value not yet seen
-    (a 4 x 2 x 3 sweep is checked with 4 composes, not 24). Depth rules depend on
-    arch and layout together, so (arch, layout, depth) triples are all kept."""
-    seen: set[str] = set()
-    triples: set[tuple[str, ...]] = set()
-    chosen = []
-    for run in runs:
-        triple = tuple(o for o in run if o.split("=")[0] in ("arch", "arch.layout", "depth",
-                                                              "arch.block", "data"))
-        if not set(run) <= seen or triple not in triples:
-            chosen.append(run)
-            seen.update(run)
-            triples.add(triple)
-    return chosen
 
 
 def groups_help() -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from depthlab.cli.common import console, fail
-from depthlab.cli.hydra_args import check, info_only, split_args
-from depthlab.config import ConfigError, compose_config, expand_sweep, parse_overrides
+from depthlab.cli.common import console, fail, out
+from depthlab.cli.hydra_args import info_only, split_args
+from depthlab.config import ConfigError, LayoutChoice, expand_sweep, parse_overrides
 
 HELP = """Run a sweep: every combination of the comma-separated values, one run each.
 
@@ -35,7 +35,7 @@ the verdicts and report.md in the sweep directory.
 Launchers (Hydra plugins): basic (default, one run after another), joblib
 (several at once on this machine), submitit_local, slurm (submitit on a SLURM
 cluster; edit partition, GPUs, time and memory with hydra.launcher.* overrides,
-see depthlab/conf/hydra/launcher/slurm.yaml).
+see conf/hydra/launcher/slurm.yaml).
 """
 
 
@@ -63,44 +63,78 @@ def has_key(overrides: list[str], key: str) -> bool:
 
 
 def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefix: str,
-              fresh: bool, title: str, command: str, extra: list[list[str]] = ()) -> None:
-    """Launch the multirun (and `extra` multiruns into the same sweep directory),
-    then print the table and verdicts and write the report."""
+              fresh: bool, title: str, command: str, extra: list[list[str]] = (),
+              dry_run: bool = False, layout: LayoutChoice | None = None) -> None:
+    """Plan the multirun (and `extra` multiruns into the same sweep directory), check
+    what would fail every run, print the plan, launch, then print the table and
+    verdicts and write the report."""
     name_override = None
     if not has_key(overrides, "sweep.name"):
         name_override = f"sweep.name={default_sweep_name(prefix, overrides)}"
-    launches = []
-    n_runs = 0
-    for ovr in [overrides, *extra]:
-        ovr = [*ovr, *([name_override] if name_override else []),
-               *(["run.fresh=true"] if fresh else [])]
-        n_runs += len(check(ovr, dirs, sweep=True))
-        launches.append(ovr)
-    first = compose_config(expand_sweep(launches[0])[0], dirs)
-    sweep_dir = Path(first.paths.runs_dir) / first.sweep.name
-    if not info_only(flags):
-        console.print(f"[bold]{title}[/]: {n_runs} runs -> {sweep_dir}", highlight=False)
-    from depthlab.launch import launch
+    launches = [[*ovr, *([name_override] if name_override else []),
+                 *(["run.fresh=true"] if fresh else [])] for ovr in [overrides, *extra]]
+    if info_only(flags):  # --cfg job / --info: Hydra prints, nothing runs
+        from depthlab.launch import launch
 
-    for ovr in launches:
-        launch(["--multirun", *flags, *ovr])
-    if info_only(flags):
+        for ovr in launches:
+            launch(["--multirun", *flags, *ovr])
         return
+    from depthlab.plan import estimate, format_plan, make_plan, plural
+    from depthlab.preflight import preflight
+
+    try:
+        plan = make_plan(launches, dirs, title=title, layout=layout)
+        sizes = preflight(plan, fresh=fresh, fetch=not dry_run)
+        with console.status("timing a few steps of each net for the estimate"):
+            estimate(plan, sizes)
+    except ConfigError as err:
+        fail(str(err))
+    out.print(f"[bold]{title}[/]: {plural(len(plan.runs), 'run')} -> {plan.sweep_dir}", highlight=False,
+              soft_wrap=True)
+    for line in format_plan(plan):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    if dry_run:
+        out.print("dry run: nothing was written", highlight=False)
+        return
+    from depthlab.launch import launch
+    from depthlab.progress import SweepClock
+
+    outcomes = []
+    with SweepClock([r.seconds or 0.0 for r in plan.runs], plan.jobs).exported() as clock:
+        for ovr in _with_layout(launches, plan):
+            outcomes += launch(["--multirun", *flags, *ovr])
+            clock.next_launch(len(expand_sweep(ovr)))
+    conflicts = [o for o in outcomes if o.status == "conflict"]
+    if conflicts:  # appeared after the preflight (another process); the run was left untouched
+        fail(conflicts[0].error)
     from depthlab.cli.report import build_report
 
-    build_report([sweep_dir], out_dir=sweep_dir, title=title, commands=[command])
-    failed = [p for p in sweep_dir.glob("*/summary.json") if '"failed"' in p.read_text()]
+    build_report([plan.sweep_dir], out_dir=plan.sweep_dir, title=title, commands=[command])
+    failed = [p for p in plan.sweep_dir.glob("*/summary.json") if '"failed"' in p.read_text()]
     if failed:
-        fail(f"{len(failed)} of {n_runs} runs failed (see their summary.json / error.txt)", code=1)
+        fail(f"{len(failed)} of {len(plan.runs)} runs failed (see their summary.json / error.txt)",
+             code=1)
+
+
+def _with_layout(launches: list[list[str]], plan) -> list[list[str]]:
+    """Each launch with the sweep's layout written out where depthlab chose it, so
+    every run (and a SLURM job composing its own config) gets the same one."""
+    if not plan.layout.auto:
+        return launches
+    return [[*ovr, f"arch.layout={plan.layout.layout}"] for ovr in launches]
 
 
 def command_line(name: str, args: list[str], fresh: bool) -> str:
     return shlex.join(["depthlab", name, *(["--fresh"] if fresh else []), *args])
 
 
+DRY_RUN_HELP = "Print the plan (runs, layout, data, device, steps, estimated time) and exit; nothing is written."
+
+
 def sweep(
     ctx: typer.Context,
     fresh: bool = typer.Option(False, "--fresh", help="Start every run of the sweep over."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
 ) -> None:
     command = command_line("sweep", list(ctx.args), fresh)
     flags, overrides, dirs = split_args(list(ctx.args))
@@ -115,7 +149,7 @@ def sweep(
         overrides = ["arch=plain,residual", *overrides]
         title = "Sweep of plain and residual nets (no arch= given)"
     run_sweep(overrides, flags, dirs, prefix="sweep", fresh=fresh, command=command,
-              title=title)
+              title=title, dry_run=dry_run)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,7 +43,7 @@ def train(
     flags, overrides, dirs = split_args(list(ctx.args))
     if fresh:
         overrides.append("run.fresh=true")
-    check(overrides, dirs, sweep=False)
+    check(overrides, dirs)
     from depthlab.launch import launch  # heavy imports only once the input is known good
 
     outcomes = launch(flags + overrides)
@@ -52,7 +52,7 @@ def train(
     if not outcomes:
         fail("the run did not start (see the messages above)", code=1)
     o = outcomes[0]
-    if o.status == "failed":
+    if o.status in ("failed", "conflict"):
         fail(o.error or "the run failed", code=2 if o.user_error else 1)
     s = o.summary or {}
     if o.status in ("completed", "diverged", "skipped"):

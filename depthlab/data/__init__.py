@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from . import cifar10, folder, synthetic
-from .base import DataBundle, DataError, Loader, check_batch_sizes
+from .base import DataBundle, DataError, Loader, check_batch_sizes, expand, parse_options
 
 BUILDERS: dict[str, Callable[..., DataBundle]] = {
     "cifar10": cifar10.build,
@@ -31,7 +31,7 @@ BUILDERS: dict[str, Callable[..., DataBundle]] = {
 }
 NAMES = tuple(BUILDERS)
 
-__all__ = ["DataBundle", "DataError", "Loader", "NAMES", "build_data"]
+__all__ = ["DataBundle", "DataError", "Loader", "NAMES", "build_data", "config_facts"]
 
 
 def build_data(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
@@ -48,3 +48,35 @@ def build_data(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
     check_batch_sizes(batch_size, eval_batch_size)
     return BUILDERS[name](cfg, batch_size=batch_size, eval_batch_size=eval_batch_size,
                           device=torch.device(device), seed=int(seed))
+
+
+def config_facts(cfg: Mapping[str, Any]) -> dict[str, int | None]:
+    """num_classes, image_size, train_size and test_size as far as the data config
+    tells them without reading any images (None where only the data can say): what
+    a run that failed before its data was built can still record."""
+    name = cfg.get("name")
+    facts: dict[str, int | None] = dict.fromkeys(("num_classes", "image_size", "train_size",
+                                                  "test_size"))
+    options = {"synthetic": synthetic.SyntheticOptions, "cifar10": cifar10.CIFAR10Options,
+               "imagenet": folder.ImageNetOptions, "folder": folder.FolderOptions}.get(name)
+    if options is None:
+        return facts
+    try:
+        o = parse_options(options, cfg, name)
+    except DataError:
+        return facts
+    if name == "synthetic":
+        return {"num_classes": o.num_classes, "image_size": o.image_size,
+                "train_size": o.train_size, "test_size": o.test_size}
+    facts.update(train_size=o.train_subset, test_size=o.test_subset)
+    if name == "cifar10":
+        facts.update(num_classes=10, image_size=cifar10.SIZE)
+        return facts
+    facts["image_size"] = o.image_size
+    train_dir = "train" if name == "imagenet" else o.train_dir
+    if o.root:
+        try:  # class folders only: a directory listing, no images read
+            facts["num_classes"] = len(folder.find_classes(str(expand(o.root) / train_dir))[0])
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            pass
+    return facts

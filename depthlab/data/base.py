@@ -25,7 +25,9 @@ class Loader(Protocol):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
-    def set_epoch(self, epoch: int) -> None: ...  # order/augmentation of epoch e = f(seed, e)
+    # Order/augmentation of epoch e = f(seed, e). start_batch=k: iteration yields that
+    # epoch's batches k, k+1, ... (a resume mid-epoch) without producing 0..k-1.
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None: ...
 
 
 @dataclass

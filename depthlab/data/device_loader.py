@@ -48,7 +48,8 @@ class DeviceLoader:
     train=True: a fresh permutation per epoch, the last incomplete batch dropped
     (BatchNorm), and, when crop_padding > 0 or flip, random crops and flips. All
     of it is a pure function of (seed, epoch), drawn on the CPU so that every
-    device sees the same batches. Call set_epoch(e) before iterating epoch e.
+    device sees the same batches. Call set_epoch(e) before iterating epoch e;
+    set_epoch(e, start_batch=k) iterates its batches k.. only (a resume mid-epoch).
     train=False: fixed order, every sample once, no augmentation.
     """
 
@@ -66,13 +67,16 @@ class DeviceLoader:
         self.mean = torch.tensor([255.0 * m for m in mean], device=device).view(1, -1, 1, 1)
         self.inv_std = torch.tensor([1 / (255.0 * s) for s in std], device=device).view(1, -1, 1, 1)
         self.epoch = 0
+        self.start_batch = 0
 
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")
+        self.epoch, self.start_batch = epoch, start_batch
 
     @property
     def augments(self) -> bool:
@@ -97,7 +101,7 @@ class DeviceLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, dy, dx, flip = self._epoch_draws()
         b = self.batch_size
-        for i in range(len(self)):
+        for i in range(self.start_batch, len(self)):  # the epoch's draws are whole: skip by index
             part = slice(i * b, (i + 1) * b)
             idx = order[part]
             if dy is None:

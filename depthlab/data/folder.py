@@ -112,24 +112,28 @@ def image_folder(split_dir: Path) -> ImageFolder:
 
 class EpochSampler(Sampler):
     """Yields (index, sample_seed) for `indices`: in order with seed 0 for evaluation;
-    for training, shuffled with a seed per sample, both a pure function of (seed, epoch)."""
+    for training, shuffled with a seed per sample, both a pure function of (seed, epoch).
+    `start` skips that many positions of the epoch's sequence (a resume mid-epoch)
+    without loading the samples there."""
 
     def __init__(self, indices: np.ndarray, *, shuffle: bool, seed: int) -> None:
         self.indices, self.shuffle, self.seed, self.epoch = indices, shuffle, seed, 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return max(0, len(self.indices) - self.start)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if not self.shuffle:
-            return ((int(i), 0) for i in self.indices)
+            return ((int(i), 0) for i in self.indices[self.start:])
         g = epoch_generator(self.seed, self.epoch)
+        # draw the whole epoch, then slice: the same samples and seeds as an uninterrupted epoch
         order = torch.randperm(len(self.indices), generator=g).numpy()
         seeds = torch.randint(2**62, (len(self.indices),), generator=g)
-        return zip(self.indices[order].tolist(), seeds.tolist())
+        return zip(self.indices[order][self.start:].tolist(), seeds[self.start:].tolist())
 
 
 class SeededTransform(Dataset):
@@ -155,17 +159,20 @@ class FolderLoader:
 
     def __init__(self, dataset: Dataset, sampler: EpochSampler, *, batch_size: int, train: bool,
                  workers: int, pin_memory: bool, device: torch.device) -> None:
-        self.sampler, self.device = sampler, device
+        self.sampler, self.device, self.batch_size, self.train = sampler, device, batch_size, train
         self.loader = DataLoader(
             dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
             pin_memory=pin_memory, drop_last=train, persistent_workers=workers > 0,
         )
 
-    def __len__(self) -> int:
-        return len(self.loader)
+    def __len__(self) -> int:  # batches of a whole epoch, whatever its start batch
+        n = len(self.sampler.indices)
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")
+        self.sampler.set_epoch(epoch, start=start_batch * self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.loader:

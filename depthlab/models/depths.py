@@ -39,6 +39,13 @@ DENSENET_IMAGENET: dict[int, tuple[int, tuple[int, ...], int]] = {
     264: (32, (6, 12, 64, 48), 64),
 }
 
+# The ImageNet tables' depths per family: with arch.layout left to depthlab, these
+# depths take the imagenet layout on any data (depthlab.config.family_layout).
+IMAGENET_DEPTHS: dict[str, tuple[int, ...]] = {
+    "plain": tuple(RESNET_IMAGENET), "residual": tuple(RESNET_IMAGENET),
+    "dense": tuple(DENSENET_IMAGENET),
+}
+
 
 @dataclass(frozen=True)
 class ResNetSpec:

@@ -27,14 +27,16 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 def make_run(root: Path, arch: str, depth: int, seed: int, *, train_error: float,
              test_error: float, log10_ratio_init: float, log10_ratio_end: float,
              status: str = "completed", norm: str = "batch", error: str | None = None,
-             epochs: int = EPOCHS, name: str | None = None) -> Path:
+             epochs: int = EPOCHS, name: str | None = None,
+             summary: dict | None = None) -> Path:
     """Write runs/<name>/ with final errors and first/last gradient ratios as given.
 
     Errors fall linearly from 0.9 to the final values over the epochs; the
     gradient norm of main-path layer i (1..depth) is 10^(r * (depth - i) / (depth - 1))
     times the last layer's (0.5), so first / last = 10^r exactly; a residual
     net also gets two projection-shortcut layers (shortcut=1) that the
-    analysis must leave out.
+    analysis must leave out. `summary` overrides or adds summary.json keys (e.g. the
+    data set, train_subset, epochs_completed of a published run).
     """
     name = name or f"{arch}-{depth}-s{seed}"
     run = Path(root) / name
@@ -90,6 +92,7 @@ def make_run(root: Path, arch: str, depth: int, seed: int, *, train_error: float
                [[s, 1 + s // STEPS_PER_EPOCH, i, b, 1.0] for s in steps for i, b in enumerate(blocks)])
     (run / "checkpoint.pt").write_bytes(b"not a real checkpoint")
 
+    extra = summary or {}
     summary = {
         "name": name, "group": root.name, "arch": arch, "depth": depth, "layout": "cifar",
         "norm": norm, "shortcut": "A", "preact": False, "zero_init_residual": False,
@@ -109,6 +112,7 @@ def make_run(root: Path, arch: str, depth: int, seed: int, *, train_error: float
     }
     if error:
         summary["error"] = error
+    summary.update(extra)
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     return run
 

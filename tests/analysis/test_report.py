@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -43,6 +44,11 @@ def assert_png(path: Path, min_bytes: int = 10_000) -> None:
         im.verify()
     with Image.open(path) as im:
         assert im.size[0] > 400 and im.size[1] > 300
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def words(text: str) -> str:
@@ -148,9 +154,27 @@ def test_cli_report_options(tmp_path):
                  "--heatmap-run", "residual-20-s0")
     assert result.exit_code == 0, result.output
     assert (out / "report.md").read_text().startswith("# Mine\n")
-    assert "residual-20-s0" in words(result.output) or (out / "gradflow_heatmap.png").is_file()
     assert not (sweep / "report.md").exists()
     assert len(load_table([sweep])) == 4 and len(pd.read_csv(out / "summary.csv")) == 3
+    # the heatmap is the chosen run's, pixel for pixel, not the default choice (the
+    # deepest plain run, plain-56-s0) and not another run's
+    refs = tmp_path / "refs"
+    chosen = pixels(plots.plot_gradflow_heatmap(sweep / "residual-20-s0", refs / "r20.png",
+                                                name="residual-20-s0"))
+    default = pixels(plots.plot_gradflow_heatmap(sweep / "plain-56-s0", refs / "p56.png",
+                                                 name="plain-56-s0"))
+    same_depth = pixels(plots.plot_gradflow_heatmap(sweep / "plain-20-s0", refs / "p20.png",
+                                                    name="plain-20-s0"))
+    drawn = pixels(out / "gradflow_heatmap.png")
+    assert drawn.shape == chosen.shape and (drawn == chosen).all()
+    assert drawn.shape != default.shape or (drawn != default).any()
+    assert drawn.shape != same_depth.shape or (drawn != same_depth).any()
+    # without --heatmap-run the same command draws the default run
+    out2 = tmp_path / "results-default"
+    result = cli("report", str(sweep / "plain-20-s0"), str(sweep / "plain-56-s0"),
+                 str(sweep / "residual-20-s0"), "--out", str(out2), "--title", "Mine")
+    assert result.exit_code == 0, result.output
+    assert (pixels(out2 / "gradflow_heatmap.png") == default).all()
 
 
 def test_cli_report_writes_the_making_command_notes_and_run_time(tmp_path):

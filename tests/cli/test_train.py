@@ -113,10 +113,36 @@ def test_bad_input_is_one_line_and_writes_nothing(args, message):
     assert not Path("runs").exists()
 
 
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def conf_file(name: str) -> dict:
+    return yaml.safe_load((CONF / name).read_text())
+
+
 def test_cfg_job_prints_the_composed_config():
-    result = cli("train", "--cfg", "job", "arch=dense", "depth=40")
-    assert result.exit_code == 0
+    result = cli("train", "--cfg", "job", "arch=dense", "depth=40", "optim.lr=0.05",
+                 "trainer.batch_size=64", "logger=none")
+    assert result.exit_code == 0, result.output
     assert not Path("runs").exists()
+    cfg = yaml.safe_load(result.output)  # all of it is the config, as YAML
+    assert list(cfg) == ["arch", "data", "optim", "schedule", "trainer", "logger", "depth", "seed",
+                         "gradflow", "run", "sweep", "paths"]  # --cfg job: no hydra node
+    # the overrides
+    assert (cfg["arch"]["name"], cfg["depth"], cfg["optim"]["lr"]) == ("dense", 40, 0.05)
+    assert cfg["trainer"]["batch_size"] == 64
+    # each group is its file in conf/ (the defaults), with only the overrides changed
+    assert cfg["arch"] == conf_file("arch/dense.yaml")
+    assert cfg["optim"] == {**conf_file("optim/sgd.yaml"), "lr": 0.05}
+    assert cfg["trainer"] == {**conf_file("trainer/default.yaml"), "batch_size": 64}
+    assert cfg["schedule"] == conf_file("schedule/step.yaml")
+    assert cfg["data"] == conf_file("data/cifar10.yaml")
+    assert cfg["logger"] == conf_file("logger/none.yaml")
+    top = conf_file("config.yaml")
+    assert (cfg["seed"], cfg["gradflow"], cfg["run"], cfg["sweep"], cfg["paths"]) == (
+        top["seed"], top["gradflow"], top["run"], top["sweep"], top["paths"])
+    assert (cfg["seed"], cfg["optim"]["momentum"], cfg["trainer"]["epochs"]) == (0, 0.9, 3)
+    assert cfg["run"]["name"] == "${arch.name}-${depth}-s${seed}"  # printed unresolved
 
 
 def test_help_teaches_groups_and_examples():

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import depthlab
+from depthlab.config import conf_dir
 from depthlab.data import NAMES, DataError, build_data
 from depthlab.data.cifar10 import CIFAR10Options
 from depthlab.data.folder import FolderOptions, ImageNetOptions
 from depthlab.data.synthetic import SyntheticOptions
 
-CONF = Path(depthlab.__file__).parent / "conf" / "data"
+CONF = conf_dir() / "data"
 OPTIONS = {"cifar10": CIFAR10Options, "imagenet": ImageNetOptions, "folder": FolderOptions,
            "synthetic": SyntheticOptions}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -66,6 +68,63 @@ def test_sizes_and_augmentation():
     x, y = next(iter(data.train))
     assert x.shape == (32, 3, 8, 8) and set(y.tolist()) <= {0, 1, 2}
     assert data.classes == ["class0", "class1", "class2"]
+
+
+def shifted_and_flipped(images: torch.Tensor, padding: int, fill: float):
+    """Every crop-and-flip of every image, computed here from scratch: zero-pad by
+    `padding` (black, `fill` once normalised), cut the S x S window shifted by (dy, dx),
+    mirror left-right or not. Returns the candidates (K, C, S, S) and their
+    (source index, dy, dx, flipped) labels."""
+    n, _, size, _ = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4, value=fill)
+    crops, keys = [], []
+    for dy in range(-padding, padding + 1):
+        for dx in range(-padding, padding + 1):
+            window = padded[:, :, padding + dy:padding + dy + size, padding + dx:padding + dx + size]
+            for flipped in (False, True):
+                crops.append(window.flip(-1) if flipped else window)
+                keys += [(i, dy, dx, flipped) for i in range(n)]
+    return torch.cat(crops), keys
+
+
+def test_augmentation_shifts_and_mirrors_the_training_images():
+    size, pad, signal = 12, 3, 1.0
+    common = dict(num_classes=4, image_size=size, train_size=64, test_size=32, signal=signal)
+    plain = build(**common)
+    aug = build(**common, augment=True, crop_padding=pad, flip=True)
+    plain.train.set_epoch(1)
+    originals, labels = whole(plain.train)  # all 64 training images, un-augmented (shuffled)
+    # black in normalised units: (0 - 0.5) / std, std = 32 * sqrt(1 + signal^2) / 255
+    black = -0.5 / (32 * math.sqrt(1 + signal**2) / 255)
+    candidates, keys = shifted_and_flipped(originals, pad, black)
+    seen = {}
+    for epoch in (1, 2):
+        aug.train.set_epoch(epoch)
+        x, y = whole(aug.train)
+        assert x.shape == (64, 3, size, size)
+        best = torch.cdist(x.flatten(1), candidates.flatten(1)).argmin(1)
+        # each augmented image is one of the candidates, to float precision
+        assert (x - candidates[best]).abs().max() < 1e-4
+        found = [keys[k] for k in best.tolist()]
+        # each sample is its source's label, every source once per epoch
+        assert [labels[i].item() for i, *_ in found] == y.tolist()
+        assert sorted(i for i, *_ in found) == list(range(64))
+        seen[epoch] = {i: (dy, dx, f) for i, dy, dx, f in found}
+    draws = list(seen[1].values())
+    shifted = [d for d in draws if d[:2] != (0, 0)]
+    flipped = [d for d in draws if d[2]]
+    assert len(shifted) > 32  # 48 of 49 offsets are non-zero
+    assert {d[0] > 0 for d in shifted} == {True, False} and {d[1] > 0 for d in shifted} == {True, False}
+    assert 16 <= len(flipped) <= 48  # about half mirrored
+    assert all(abs(dy) <= pad and abs(dx) <= pad for dy, dx, _ in draws)
+    assert seen[1] != seen[2]  # fresh draws every epoch
+    # the same epoch again: the same draws (a resumed run sees the same batches)
+    aug.train.set_epoch(1)
+    again, _ = whole(aug.train)
+    aug.train.set_epoch(1)
+    assert torch.equal(again, whole(aug.train)[0])
+    # evaluation is never augmented
+    assert torch.equal(whole(aug.test)[0], whole(plain.test)[0])
 
 
 @pytest.mark.parametrize("cfg,match", [

@@ -35,6 +35,45 @@ def test_dense_imagenet_matches_torchvision(depth):
     assert describe(ours, flops=False)["depth"] == depth
 
 
+def randomise_bn_statistics(model: nn.Module, seed: int) -> None:
+    """Running means and variances away from 0 and 1, so eval-mode batch norm is no identity
+    and a BN loaded into the wrong place would show in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+            with torch.no_grad():
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
+
+
+@pytest.mark.parametrize("arch,depth,tv_name", [("residual", 18, "resnet18"),
+                                                ("residual", 50, "resnet50"),
+                                                ("dense", 121, "densenet121")])
+def test_imagenet_nets_compute_what_torchvision_computes(arch, depth, tv_name):
+    """torchvision's (randomly initialised) weights loaded into depthlab's net give
+    torchvision's outputs: same modules, same order of operations, same shortcuts."""
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, tv_name)()
+    randomise_bn_statistics(theirs, seed=depth)
+    ours = build_model(arch, depth, num_classes=1000)
+    ours.load_state_dict(theirs.state_dict())  # strict: every key, every shape
+    ours.eval()
+    theirs.eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert got.shape == expected.shape == (2, 1000)
+    assert expected.std() > 1e-3  # a real signal, not all zeros
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+    # the tolerance is far below what one changed statistic does to the outputs
+    bn = next(m for m in theirs.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.running_var.mul_(1.01)
+    with torch.no_grad():
+        assert not torch.allclose(theirs(x), got, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
 # Published sizes: He et al. 2015 Table 6 and Huang et al. 2017 Table 2.
 @pytest.mark.parametrize(
     "arch,depth,millions",

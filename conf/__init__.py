@@ -1,0 +1,1 @@
+"""Hydra config tree of depthlab, installed as the package depthlab.conf (see pyproject.toml)."""

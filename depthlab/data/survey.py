@@ -1,0 +1,135 @@
+"""What a data config points at, found without loading it: for a sweep's plan and
+preflight (does the data exist, in a format depthlab reads, how many images).
+
+`survey(cfg, fetch=True)` runs the real CIFAR-10 download when the data is
+missing and downloads are allowed, so a sweep downloads once, before its first
+run; `fetch=False` (a dry run) only says a download would happen. Every problem
+is a one-line DataError, the same ones the builders raise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .base import DataError, expand, parse_options
+
+CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000  # the release's split sizes
+
+
+@dataclass(frozen=True)
+class DataSurvey:
+    description: str  # one line for the plan
+    train_size: int  # images a run trains on (the subset where one is taken)
+    test_size: int
+    image_size: int  # pixels the model sees
+    num_classes: int
+
+
+def survey(cfg: Mapping[str, Any], *, fetch: bool = True) -> DataSurvey:
+    name = cfg.get("name")
+    if name == "cifar10":
+        return _cifar10(cfg, fetch)
+    if name == "synthetic":
+        return _synthetic(cfg)
+    if name in ("imagenet", "folder"):
+        return _folder(cfg, name)
+    from . import NAMES
+
+    raise DataError(f"unknown data set {name!r} (data.name); valid: {', '.join(NAMES)}")
+
+
+def _subset(cfg: Mapping[str, Any], key: str, available: int) -> int:
+    size = cfg.get(key)
+    if size is None:
+        return available
+    if size > available:
+        raise DataError(f"data.{key}={size} is larger than the {available} images available; "
+                        f"use at most {available} or null (all)")
+    return int(size)
+
+
+def _readable(root: Path) -> None:
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        raise DataError(f"data.root={root} is not readable (no read permission); "
+                        "fix its permissions or point data.root elsewhere")
+
+
+def _cifar10(cfg: Mapping[str, Any], fetch: bool) -> DataSurvey:
+    from .cifar10 import SIZE, CIFAR10Options, _pickled, check_split_dirs, download, find_source, not_found
+
+    o = parse_options(CIFAR10Options, {k: v for k, v in cfg.items() if k != "layout"}, "cifar10")
+    root = expand(o.root)
+    _readable(root)
+    if root.exists() and not root.is_dir():
+        raise not_found(root, "data.root is a file, not a folder")
+    source = find_source(root)
+    if source is None:
+        if not o.download:
+            raise not_found(root, "data.download=false, so nothing is fetched")
+        if not fetch:
+            return DataSurvey(f"cifar10: not in {root} yet; the first run would download it "
+                              "(about 170 MB)", _subset(cfg, "train_subset", CIFAR10_TRAIN),
+                              _subset(cfg, "test_subset", CIFAR10_TEST), SIZE, 10)
+        existed = root.exists()
+        try:
+            source = download(root)  # the real download; one-line DataError when it cannot happen
+        except DataError:
+            if not existed:  # leave nothing behind: the folder was made for the download
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+    if source.layout == "pickled":
+        _pickled(source.path)  # all batch files there
+        train, test, what = CIFAR10_TRAIN, CIFAR10_TEST, "the pickled release"
+    else:
+        from .folder import image_folder
+
+        check_split_dirs(source.path, "train", "test")
+        train = len(image_folder(source.path / "train").samples)
+        test = len(image_folder(source.path / "test").samples)
+        what = "image folders"
+    n_train, n_test = _subset(cfg, "train_subset", train), _subset(cfg, "test_subset", test)
+    return DataSurvey(f"cifar10: {what} in {source.path}; {_sizes(n_train, train, n_test, test)}",
+                      n_train, n_test, SIZE, 10)
+
+
+def _synthetic(cfg: Mapping[str, Any]) -> DataSurvey:
+    from .synthetic import SyntheticOptions
+
+    o = parse_options(SyntheticOptions, {k: v for k, v in cfg.items() if k != "layout"}, "synthetic")
+    return DataSurvey(f"synthetic: {o.train_size:,} train / {o.test_size:,} test images, "
+                      f"{o.image_size} px, {o.num_classes} classes (made in memory)",
+                      o.train_size, o.test_size, o.image_size, o.num_classes)
+
+
+def _folder(cfg: Mapping[str, Any], name: str) -> DataSurvey:
+    from .folder import FolderOptions, ImageNetOptions, check_split_dirs, image_folder
+
+    opts = {k: v for k, v in cfg.items() if k != "layout"}
+    if name == "imagenet":
+        o = parse_options(ImageNetOptions, opts, "imagenet")
+        train_dir, test_dir = "train", "val"
+    else:
+        o = parse_options(FolderOptions, opts, "folder")
+        if not o.root:
+            raise DataError("data.root is required for data=folder: a folder holding "
+                            f"{o.train_dir}/<class>/<images> and {o.test_dir}/<class>/<images>")
+        train_dir, test_dir = o.train_dir, o.test_dir
+    root = expand(o.root)
+    _readable(root)
+    classes = check_split_dirs(root, train_dir, test_dir)
+    train = len(image_folder(root / train_dir).samples)
+    test = len(image_folder(root / test_dir).samples)
+    n_train, n_test = _subset(cfg, "train_subset", train), _subset(cfg, "test_subset", test)
+    return DataSurvey(f"{name}: image folders in {root}; {_sizes(n_train, train, n_test, test)}, "
+                      f"{len(classes)} classes, {o.image_size} px", n_train, n_test,
+                      o.image_size, len(classes))
+
+
+def _sizes(n_train: int, train: int, n_test: int, test: int) -> str:
+    def one(n: int, total: int, split: str) -> str:
+        return f"{n:,} {split}" + (f" (class-balanced subset of {total:,})" if n < total else "")
+    return f"{one(n_train, train, 'train')} / {one(n_test, test, 'test')} images"

@@ -1,0 +1,324 @@
+"""What a sweep will do, before it does it: every run's config, the one layout
+the sweep uses, the data, the device, the steps, and the estimated wall time.
+
+`make_plan` composes every run (a config per distinct set of config-group
+choices, then the runs' scalar overrides applied to a copy: a 24-run sweep costs
+a few composes, not 24), decides the layout once for the whole sweep, and checks
+each run's config. `estimate` times a few training steps of each distinct net on
+the device the runs will use (a small batch on the CPU, scaled to the real one)
+and turns them into per-run and whole-sweep estimates. The CLI prints the plan;
+`preflight.py` checks what would make every run fail.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from depthlab.config import (ConfigError, GROUPS, LayoutChoice, check_config, choose_layout,
+                             compose_config, expand_sweep, layout_error, layout_is_auto,
+                             parse_overrides)
+
+# Seconds per run outside the training steps (process start, data from the cache,
+# W&B offline start, checkpoints); measured on the 2-core CPU VM for small CIFAR runs.
+RUN_OVERHEAD_S = 4.0
+CPU_TIMING_BATCHES = (2, 8)  # images per timed step on the CPU (a GPU times the real batch)
+
+
+@dataclass
+class PlannedRun:
+    overrides: list[str]
+    cfg: dict[str, Any]  # resolved, without Hydra's own node
+    run_dir: Path
+    net: tuple  # what makes two runs the same net to time
+    steps: int = 0  # optimizer steps of the whole run
+    step_seconds: float | None = None
+    seconds: float | None = None  # estimated wall time of the run alone
+
+    @property
+    def name(self) -> str:
+        return self.cfg["run"]["name"]
+
+
+@dataclass
+class Plan:
+    title: str
+    sweep_dir: Path
+    runs: list[PlannedRun]
+    layout: LayoutChoice
+    launcher: str
+    jobs: int  # runs at once
+    data: dict[str, str] = field(default_factory=dict)  # data config key -> description
+    timing_seconds: float = 0.0
+    device: str = ""
+    seconds: float | None = None  # estimated wall time of the sweep
+
+    @property
+    def total_steps(self) -> int:
+        return sum(r.steps for r in self.runs)
+
+
+def _is_group(key: str) -> bool:
+    return key.split("/")[0].lstrip("+~") in {*GROUPS, "hydra"} and "." not in key.split("/")[0]
+
+
+def compose_runs(launches: list[list[str]], dirs: list[Path]) -> list[tuple[list[str], DictConfig]]:
+    """(overrides, unresolved config) of every run, in Hydra's order, launch after launch."""
+    cache: dict[tuple[str, ...], DictConfig] = {}
+    out = []
+    for launch in launches:
+        for run in expand_sweep(launch):
+            groups = tuple(o for o in run if _is_group(o.partition("=")[0]) or o.startswith(("+", "~")))
+            scalars = [o for o in run if o not in groups]
+            if groups not in cache:
+                cache[groups] = compose_config(list(groups), dirs, resolve=False)
+            cfg = cache[groups].copy()
+            for o in parse_overrides(scalars):
+                try:
+                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+                except Exception:  # an unknown key: let Hydra word the error
+                    cfg = compose_config(run, dirs, resolve=False)
+                    break
+            out.append((run, cfg))
+    return out
+
+
+def make_plan(launches: list[list[str]], dirs: list[Path], *, title: str,
+              layout: LayoutChoice | None = None) -> Plan:
+    """Compose and check every run of the launches; decide the sweep's layout once.
+
+    `layout`: a decision the caller already made (compare does, for its dense depths);
+    otherwise, where no run gives arch.layout, `choose_layout` picks one for all runs.
+    Raises ConfigError (one line) for the first run that cannot work.
+    """
+    composed = compose_runs(launches, dirs)
+    auto = [layout_is_auto(cfg) for _, cfg in composed]
+    if layout is None:
+        if any(auto):
+            first = composed[0][1]
+            layout = choose_layout([(c.arch.name, c.depth) for (_, c), a in zip(composed, auto) if a],
+                                   str(first.data.name), _data_layout(first))
+        else:
+            given = sorted({str(OmegaConf.select(c, "arch.layout")) for _, c in composed})
+            layout = LayoutChoice(",".join(given), "arch.layout given", auto=False)
+    runs = []
+    for (overrides, cfg), is_auto in zip(composed, auto):
+        if is_auto:
+            cfg.arch.layout = layout.layout
+            overrides = [*overrides, f"arch.layout={layout.layout}"]
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # what run_job sees
+        try:
+            resolved = OmegaConf.to_container(job, resolve=True)
+        except Exception as err:
+            raise ConfigError(" ".join(str(err).split())) from None
+        try:
+            check_config(resolved)
+        except ConfigError as err:
+            raise (layout_error(err, resolved, layout) if is_auto else err) from None
+        sweep_dir = Path(resolved["paths"]["runs_dir"]) / resolved["sweep"]["name"]
+        runs.append(PlannedRun(overrides, resolved, sweep_dir / resolved["run"]["name"],
+                               net=_net_key(resolved)))
+    first = composed[0][1]
+    launcher, jobs = _launcher(first)
+    return Plan(title=title, sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
+                launcher=launcher, jobs=jobs)
+
+
+def _data_layout(cfg: DictConfig) -> str:
+    return str(OmegaConf.select(cfg, "data.layout", default="cifar"))
+
+
+def _launcher(cfg: DictConfig) -> tuple[str, int]:
+    """(launcher name, runs at once on this machine)."""
+    node = OmegaConf.select(cfg, "hydra.launcher", default=None)
+    target = str(node.get("_target_", "")) if node is not None else ""
+    if "joblib" in target.lower():
+        n = node.get("n_jobs", -1)
+        if n in (None, -1):
+            import os
+            n = os.cpu_count() or 1
+        return "joblib", max(1, int(n))
+    if "submitit" in target.lower() or "slurm" in target.lower():
+        local = "Local" in target
+        par = node.get("array_parallelism", 256)
+        return ("submitit_local" if local else "slurm"), max(1, int(par or 1))
+    return "basic", 1
+
+
+def _net_key(cfg: dict[str, Any]) -> tuple:
+    t, d = cfg["trainer"], cfg["data"]
+    arch = tuple(sorted((k, str(v)) for k, v in cfg["arch"].items()))
+    return (arch, cfg["depth"], d.get("name"), d.get("image_size"), t["batch_size"],
+            str(t["device"]), t.get("precision"), bool(t.get("channels_last")), t.get("threads"))
+
+
+# --- estimates -----------------------------------------------------------------------
+
+def steps_of(cfg: dict[str, Any], train_size: int) -> int:
+    """Optimizer steps of one run (the loaders drop the last partial training batch)."""
+    t = cfg["trainer"]
+    if t.get("iterations"):
+        return int(t["iterations"])
+    return int(t["epochs"]) * (train_size // int(t["batch_size"]))
+
+
+def time_step(cfg: dict[str, Any], *, image_size: int, num_classes: int) -> float:
+    """Seconds of one training step (forward, backward, optimizer) of the run's net at
+    its batch size, on its device, timed with random images after one warm-up step.
+    On a GPU the real batch is timed. On the CPU two small batches are, and the step
+    is extrapolated linearly to the real batch (a step costs a fixed part, the
+    optimizer and the weight gradients, plus a part per image): seconds, not minutes,
+    even for ResNet-152."""
+    import torch
+    import torch.nn.functional as F
+
+    from depthlab.train import make_model, resolve_device
+
+    t = cfg["trainer"]
+    device = resolve_device(str(t["device"]))
+    batch = int(t["batch_size"])
+    threads = torch.get_num_threads()
+    if t.get("threads"):
+        torch.set_num_threads(int(t["threads"]))
+    try:
+        torch.manual_seed(0)
+        model = make_model(cfg, num_classes, image_size).to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def seconds(b: int) -> float:
+            x = torch.randn(b, 3, image_size, image_size, device=device)
+            y = torch.randint(0, num_classes, (b,), device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - start
+
+        small, large = CPU_TIMING_BATCHES
+        if device.type == "cuda" or batch <= small:
+            seconds(batch)  # warm-up
+            return seconds(batch)
+        seconds(small)  # warm-up
+        t_small, t_large = seconds(small), seconds(large)
+        per_image = max((t_large - t_small) / (large - small), 0.5 * t_large / large)
+        return t_large + per_image * (batch - large)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]]) -> None:
+    """Fill in steps and estimated seconds: `sizes` maps a run's data key (see
+    `data_key`) to (train images, test images, image size, classes)."""
+    started = time.perf_counter()
+    per_net: dict[tuple, float] = {}
+    for run in plan.runs:
+        train_size, test_size, image_size, classes = sizes[data_key(run.cfg)]
+        run.steps = steps_of(run.cfg, train_size)
+        if run.net not in per_net:
+            try:
+                per_net[run.net] = time_step(run.cfg, image_size=image_size, num_classes=classes)
+            except Exception:  # noqa: BLE001 (the run itself will report what is wrong)
+                per_net[run.net] = None
+        run.step_seconds = per_net[run.net]
+        if run.step_seconds is None:
+            run.seconds = None
+            continue
+        t = run.cfg["trainer"]
+        epochs = max(1, -(-run.steps // max(1, train_size // int(t["batch_size"]))))
+        evals = -(-epochs // int(t["eval_every"]))
+        # evaluation: a forward pass is about a third of a training step per image
+        eval_s = evals * test_size * run.step_seconds / int(t["batch_size"]) / 3
+        run.seconds = RUN_OVERHEAD_S + run.steps * run.step_seconds + eval_s
+    known = [r.seconds for r in plan.runs if r.seconds is not None]
+    plan.seconds = makespan(known, plan.jobs) if known else None
+    plan.timing_seconds = time.perf_counter() - started
+    from depthlab.train import resolve_device
+
+    device = resolve_device(str(plan.runs[0].cfg["trainer"]["device"]))
+    if device.type == "cuda":
+        import torch
+        plan.device = f"{device} ({torch.cuda.get_device_name(device)})"
+    else:
+        import platform
+        import torch
+        threads = plan.runs[0].cfg["trainer"].get("threads") or torch.get_num_threads()
+        plan.device = f"cpu ({platform.machine()}, {threads} thread{'s' if threads != 1 else ''} per run)"
+
+
+def makespan(seconds: list[float], jobs: int) -> float:
+    """Wall time of runs started in order on `jobs` slots (each starts when a slot frees)."""
+    slots = [0.0] * max(1, jobs)
+    for s in seconds:
+        i = slots.index(min(slots))
+        slots[i] += s
+    return max(slots)
+
+
+def data_key(cfg: dict[str, Any]) -> str:
+    return repr(sorted((k, str(v)) for k, v in cfg["data"].items()))
+
+
+# --- printing --------------------------------------------------------------------------
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds / 86400:.1f} days"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _values(runs: list[PlannedRun], get) -> str:
+    return ", ".join(str(v) for v in dict.fromkeys(get(r) for r in runs))
+
+
+def format_plan(plan: Plan) -> list[str]:
+    runs = plan.runs
+    by_arch: dict[str, list[int]] = {}
+    for r in runs:
+        by_arch.setdefault(r.cfg["arch"]["name"], []).append(r.cfg["depth"])
+    groups: dict[str, list[str]] = {}  # depth list -> archs with exactly those depths
+    for arch, depths in by_arch.items():
+        groups.setdefault(", ".join(str(d) for d in dict.fromkeys(depths)), []).append(arch)
+    grid = "; ".join(f"{', '.join(a)} x depth {d}" for d, a in groups.items())
+    seeds = _values(runs, lambda r: r.cfg["seed"])
+    t = runs[0].cfg["trainer"]
+    at_once = {"basic": "one run at a time", "joblib": f"{plan.jobs} runs at once on this machine",
+               "submitit_local": f"up to {plan.jobs} runs at once (submitit, local)",
+               "slurm": f"up to {plan.jobs} SLURM jobs at once"}[plan.launcher]
+    lines = [
+        f"  runs      {len(runs)}: {grid}; seed {seeds}",
+        f"  layout    {plan.layout.layout} ({plan.layout.reason})",
+        *[f"  data      {d}" for d in plan.data.values()],
+        f"  device    {plan.device}; launcher {plan.launcher} ({at_once})",
+    ]
+    steps = dict.fromkeys(r.steps for r in runs)
+    per_run = (f"{next(iter(steps)):,} per run" if len(steps) == 1
+               else f"{min(steps):,} to {max(steps):,} per run")
+    lines.append(f"  steps     {per_run}, {plan.total_steps:,} in all (batch {t['batch_size']})")
+    far = "" if plan.launcher != "slurm" else " (if the cluster's GPUs match this device)"
+    lines.append(f"  estimate  {duration(plan.seconds)} on this device{far}; timed "
+                 f"{plural(len({r.net for r in runs}), 'net')} in {plan.timing_seconds:.1f} s")
+    width = max(len(r.name) for r in runs)
+    for r in runs:
+        timing = (f"{1000 * r.step_seconds:>8,.0f} ms/step  ~{duration(r.seconds)}"
+                  if r.step_seconds is not None else "could not be timed (the run will say why)")
+        lines.append(f"    {r.name:<{width}}  {r.steps:>7,} steps  {timing}")
+    return lines

@@ -1,0 +1,155 @@
+"""The brief's commands as typed, the plan printed before every sweep, and the
+preflight: what would fail every run fails once, before anything is written."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.datasets import CIFAR10
+
+from depthlab.config import choose_layout, compose_config
+from depthlab.plan import makespan
+from helpers import TINY, cli
+
+# The ImageNet family on tiny synthetic images: only budget overrides.
+BUDGET = ["data=synthetic", "data.image_size=16", "data.train_size=32", "data.test_size=16",
+          "trainer.epochs=1", "trainer.batch_size=16", "trainer.eval_batch_size=16",
+          "trainer.threads=1", "logger=none"]
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in Path(path).rglob("*") if p.is_file())
+
+
+# --- the layout follows the depth family ------------------------------------------
+
+@pytest.mark.parametrize("overrides, layout", [
+    (["depth=50"], "imagenet"),  # also a valid 6n+2 cifar depth: membership decides
+    (["depth=152", "arch=plain"], "imagenet"),
+    (["depth=56"], "cifar"),
+    (["depth=20", "data=imagenet"], "imagenet"),  # the data set's own layout otherwise
+    (["depth=121", "arch=dense"], "imagenet"),
+    (["depth=100", "arch=dense"], "cifar"),
+    (["depth=50", "arch.layout=cifar"], "cifar"),  # given: never changed
+])
+def test_layout_follows_the_depth_family(overrides, layout):
+    assert compose_config(overrides).arch.layout == layout
+
+
+def test_a_sweep_uses_one_layout():
+    assert choose_layout([("plain", 18), ("residual", 152)], "cifar10", "cifar").layout == "imagenet"
+    mixed = choose_layout([("residual", 18), ("residual", 20)], "cifar10", "cifar")
+    assert mixed.layout == "cifar"
+    assert "18 is an ImageNet depth, but 20 not" in mixed.reason
+
+
+def test_mixed_family_sweep_fails_before_anything_runs():
+    result = cli("sweep", "depth=18,20", *BUDGET)
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: depth 18 is not a residual/plain depth for layout cifar")
+    assert "add arch.layout=imagenet" in line and "one layout for all its runs" in line
+    assert not Path("runs").exists()
+
+
+def test_a_depth_of_neither_layout_names_both_rules():
+    result = cli("train", "depth=21", *TINY[:3])
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert "basic blocks need 6n+2 (nearest: 20, 26)" in line
+    assert "layout imagenet takes 18, 34, 50, 101, 152, 200" in line
+
+
+@pytest.mark.slow
+def test_the_brief_sweep_runs_as_typed():
+    result = cli("sweep", "depth=18,34,50,152", *BUDGET)
+    assert result.exit_code == 0, result.output
+    head = result.output.split("sweep: run 1 of 8")[0]
+    assert "runs      8: plain, residual x depth 18, 34, 50, 152; seed 0" in head
+    assert "layout    imagenet (18, 34, 50, 152: the papers' ImageNet depths" in head
+    summaries = [json.loads(p.read_text()) for p in Path("runs").glob("*/*/summary.json")]
+    assert sorted((s["arch"], s["depth"]) for s in summaries) == sorted(
+        (a, d) for a in ("plain", "residual") for d in (18, 34, 50, 152))
+    assert {(s["layout"], s["status"]) for s in summaries} == {("imagenet", "completed")}
+    # ResNet-50 and -152 with the bottleneck blocks of the ImageNet table, not 6n+2 basic ones
+    blocks = {s["depth"]: s["params"] for s in summaries if s["arch"] == "residual"}
+    assert blocks[50] > 20e6 and blocks[152] > 50e6
+
+
+# --- the plan ---------------------------------------------------------------------------
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    before = files_under(tmp_path)
+    result = cli("compare", "plain", "residual", "depth=8,14", "seed=0,1", "--dry-run", *TINY[:3],
+                 "trainer.epochs=3", "trainer.batch_size=32", "logger=none")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Compare plain vs residual: 8 runs -> runs/" in out
+    assert "runs      8: plain, residual x depth 8, 14; seed 0, 1" in out
+    assert "layout    cifar (the default of data=synthetic)" in out
+    assert "data      synthetic: 128 train / 64 test images, 32 px, 10 classes" in out
+    assert "device    cpu" in out
+    # 128 images // batch 32 = 4 steps an epoch, 3 epochs, 8 runs
+    assert "steps     12 per run, 96 in all (batch 32)" in out
+    assert "estimate" in out and "timed 4 nets" in out  # plain/residual x 8/14, seeds share
+    assert out.count(" 12 steps ") == 8
+    assert "dry run: nothing was written" in out
+    assert files_under(tmp_path) == before and not Path("runs").exists()
+
+
+def test_makespan_fills_the_slots_in_order():
+    assert makespan([10, 10, 10, 10], 1) == 40
+    assert makespan([10, 10, 10, 10], 2) == 20
+    assert makespan([30, 10, 10, 10], 2) == 30
+    assert makespan([5, 20, 10], 2) == 20
+
+
+# --- preflight --------------------------------------------------------------------------
+
+def _one_error_and_nothing_written(result, tmp_path, before, *needles):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert files_under(tmp_path) == before
+    assert not Path("runs").exists()
+
+
+def test_no_data_and_no_network_fails_once_before_any_run(tmp_path, monkeypatch):
+    # nothing listens on port 9: the real download code fails at once, as offline
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    before = files_under(tmp_path)
+    result = cli("compare", "plain", "residual", "experiment=quick", "depth=20,56")
+    _one_error_and_nothing_written(result, tmp_path, before, "no CIFAR-10 under data.root=",
+                                   "the download failed", "point data.root at one of them")
+    assert not (tmp_path / "no-data-here").exists()  # not even the download folder
+
+
+@pytest.mark.parametrize("case", ["download off", "file root", "folder root", "runs_dir", "dense depth", "cuda"])
+def test_preflight_checks_fail_once_and_write_nothing(tmp_path, case):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "junk").mkdir()
+    sweep = [o for o in TINY if o != "depth=8"]
+    args, needles = {
+        "download off": (["sweep", "depth=8,14", "data=cifar10", f"data.root={tmp_path / 'junk'}",
+                          "data.download=false", "logger=none"],
+                         ["no CIFAR-10 under data.root=", "data.download=false"]),
+        "file root": (["sweep", "depth=8,14", "data=cifar10", f"data.root={tmp_path / 'afile'}",
+                       "logger=none"], ["is a file, not a folder"]),
+        "folder root": (["sweep", "depth=8,14", "data=folder", f"data.root={tmp_path / 'nowhere'}",
+                         "logger=none"], ["is not a folder", "expected"]),
+        "runs_dir": (["sweep", "depth=8,14", *sweep, f"paths.runs_dir={tmp_path / 'afile' / 'runs'}"],
+                     ["cannot be created", "is a file"]),
+        # plain-20 would run first; dense-20 (not 6n+4) stops the sweep before it
+        "dense depth": (["sweep", "depth=20", "arch=plain,dense", *sweep],
+                        ["depth 20 is not a dense (DenseNet-BC) depth for layout cifar"]),
+        "cuda": (["sweep", "depth=8,14", *sweep, "trainer.device=cuda"],
+                 ["no CUDA device is available"]),
+    }[case]
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    before = files_under(tmp_path)
+    _one_error_and_nothing_written(cli(*args), tmp_path, before, *needles)
