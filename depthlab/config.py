@@ -30,6 +30,10 @@ class ConfigError(ValueError):
     """A config problem the user can fix; str() is one line."""
 
 
+class DepthError(ConfigError):
+    """A depth the architecture does not have in the chosen layout."""
+
+
 # --- the layout follows the depth family ------------------------------------------
 # arch.layout's default is ${depthlab.layout:arch,depth,data layout}: a depth of the
 # papers' ImageNet tables takes the imagenet layout on any data (ResNet-18..200,
@@ -80,9 +84,12 @@ def layout_is_auto(cfg: DictConfig) -> bool:
 
 
 def layout_error(err: ConfigError, cfg: dict[str, Any], choice: LayoutChoice) -> ConfigError:
-    """An invalid depth under a layout depthlab chose: name the other layout's rule too."""
+    """An invalid depth under a layout depthlab chose: name the other layout's rule too
+    (any other error is returned as it is)."""
     from depthlab.models.depths import DEPTH_RULES
 
+    if not isinstance(err, DepthError):
+        return err
     other = "cifar" if choice.layout == "imagenet" else "imagenet"
     rule = DEPTH_RULES.get((cfg["arch"]["name"], other))
     message = str(err)
@@ -213,9 +220,11 @@ def _known_keys(parent: str) -> list[str]:
 
 
 def check_config(cfg: DictConfig | dict) -> None:
-    """What Hydra cannot check: valid depths and positive sizes. Raises ConfigError."""
+    """What Hydra cannot check: valid depths, positive sizes, optimiser and schedule names
+    (depthlab.optim's registries). Raises ConfigError."""
     from depthlab.models import ArchitectureError, build_model  # noqa: F401 (cheap)
     from depthlab.models.depths import densenet_spec, resnet_spec
+    from depthlab.optim import OPTIMIZERS, SCHEDULES, lookup
 
     c = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     arch, depth = c.arch.name, c.depth
@@ -229,7 +238,7 @@ def check_config(cfg: DictConfig | dict) -> None:
         else:
             raise ArchitectureError(f"unknown architecture {arch!r}; valid: plain, residual, dense")
     except ArchitectureError as err:
-        raise ConfigError(str(err)) from None
+        raise DepthError(str(err)) from None
     t = c.trainer
     positive = {"trainer.batch_size": t.batch_size, "trainer.eval_batch_size": t.eval_batch_size,
                 "trainer.eval_every": t.eval_every, "trainer.log_every": t.log_every,
@@ -262,5 +271,10 @@ def check_config(cfg: DictConfig | dict) -> None:
             WandbConfig.from_mapping(OmegaConf.to_container(wandb_cfg, resolve=True))
         except ValueError as err:
             raise ConfigError(" ".join(str(err).split())) from None
+    try:  # the names train.run accepts
+        lookup(OPTIMIZERS, "optimizer", "optim.name", c.optim.name)
+        lookup(SCHEDULES, "schedule", "schedule.name", c.schedule.name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if c.schedule.name == "step" and any(not 0 < m < 1 for m in c.schedule.milestones):
         raise ConfigError("schedule.milestones are fractions of the run, each in (0, 1)")

@@ -339,50 +339,53 @@ def plot_lesion(table: pd.DataFrame, path: str | Path, *, num_classes: dict[str,
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from depthlab.plots import ARCH_COLOURS, plt, save_figure  # the house style, atomic writes
+    from depthlab.plots import ARCH_COLOURS, save_figure, style, subplots  # atomic writes
 
-    runs = list(dict.fromkeys(table.run))
-    fig, axes = plt.subplots(1, len(runs), figsize=(max(5.0, 5.6 * len(runs)), 4.2),
+    with style():  # the house style, while the figure is made and saved
+        runs = list(dict.fromkeys(table.run))
+        fig, axes = subplots(1, len(runs), figsize=(max(5.0, 5.6 * len(runs)), 4.2),
                              squeeze=False, sharey=True)
-    for ax, run in zip(axes[0], runs):
-        t = table[table.run == run]
-        orig = t[t.status == "original"].iloc[0]
-        blocks = t[t.status != "original"]
-        ok = blocks[blocks.status == "ok"]
-        down = ok[ok.downsampling.astype(bool)]
-        inner = ok[~ok.downsampling.astype(bool)]
-        na = blocks[blocks.status == "n/a"]
-        c = ARCH_COLOURS.get(orig.arch, "#555555")
-        for b in blocks[blocks.downsampling.astype(bool)].block_index:
-            ax.axvspan(b - 0.5, b + 0.5, color="#ff7f0e", alpha=0.12, lw=0)
-        ax.plot(ok.block_index, 100 * ok.test_error, color=c, lw=1.0, alpha=0.5)
-        ax.scatter(inner.block_index, 100 * inner.test_error, color=c, s=18, zorder=3)
-        ax.scatter(down.block_index, 100 * down.test_error, color="#ff7f0e", s=36, marker="D",
-                   zorder=4)
-        if len(na):
-            ax.scatter(na.block_index, [1.5] * len(na), marker="x", color="0.45", s=30, zorder=4)
-        ax.axhline(100 * orig.test_error, color=c, ls="--", lw=1.2)
-        chance = 100 * (1 - 1 / num_classes.get(run, 10))
-        ax.axhline(chance, color="0.4", ls=":", lw=1.2)
-        ax.set_title(f"{run} ({orig.arch}, depth {orig.depth})")
-        ax.set_xlabel("deleted block (index, input -> output)")
-        ax.set_xlim(-0.7, max(blocks.block_index.max(), 0) + 0.7)
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("test error (%)")
-    axes[0][0].set_ylim(0, 100)
-    handles = [Line2D([], [], color="0.3", ls="--", label="intact net"),
-               Line2D([], [], color="0.4", ls=":", label="chance"),
-               Line2D([], [], color="0.3", marker="o", ls="", label="block deleted"),
-               Line2D([], [], color="#ff7f0e", marker="D", ls="", label="downsampling block deleted"),
-               Patch(color="#ff7f0e", alpha=0.25, label="downsampling block")]
-    if (table.status == "n/a").any():
-        handles.append(Line2D([], [], color="0.45", marker="x", ls="",
-                              label="n/a (plain block changes shape)"))
-    fig.suptitle("Test error with one block deleted (Veit et al. 2016)", y=1.02)
-    fig.tight_layout()
-    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))
-    return save_figure(fig, path, dpi=120)
+        for ax, run in zip(axes[0], runs):
+            t = table[table.run == run]
+            orig = t[t.status == "original"].iloc[0]
+            blocks = t[t.status != "original"]
+            ok = blocks[blocks.status == "ok"]
+            down = ok[ok.downsampling.astype(bool)]
+            inner = ok[~ok.downsampling.astype(bool)]
+            na = blocks[blocks.status == "n/a"]
+            c = ARCH_COLOURS.get(orig.arch, "#555555")
+            for b in blocks[blocks.downsampling.astype(bool)].block_index:
+                ax.axvspan(b - 0.5, b + 0.5, color="#ff7f0e", alpha=0.12, lw=0)
+            ax.plot(ok.block_index, 100 * ok.test_error, color=c, lw=1.0, alpha=0.5)
+            ax.scatter(inner.block_index, 100 * inner.test_error, color=c, s=18, zorder=3)
+            ax.scatter(down.block_index, 100 * down.test_error, color="#ff7f0e", s=36, marker="D",
+                       zorder=4)
+            if len(na):
+                ax.scatter(na.block_index, [1.5] * len(na), marker="x", color="0.45", s=30,
+                           zorder=4)
+            ax.axhline(100 * orig.test_error, color=c, ls="--", lw=1.2)
+            chance = 100 * (1 - 1 / num_classes.get(run, 10))
+            ax.axhline(chance, color="0.4", ls=":", lw=1.2)
+            ax.set_title(f"{run} ({orig.arch}, depth {orig.depth})")
+            ax.set_xlabel("deleted block (index, input -> output)")
+            ax.set_xlim(-0.7, max(blocks.block_index.max(), 0) + 0.7)
+            ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylabel("test error (%)")
+        axes[0][0].set_ylim(0, 100)
+        handles = [Line2D([], [], color="0.3", ls="--", label="intact net"),
+                   Line2D([], [], color="0.4", ls=":", label="chance"),
+                   Line2D([], [], color="0.3", marker="o", ls="", label="block deleted"),
+                   Line2D([], [], color="#ff7f0e", marker="D", ls="",
+                          label="downsampling block deleted"),
+                   Patch(color="#ff7f0e", alpha=0.25, label="downsampling block")]
+        if (table.status == "n/a").any():
+            handles.append(Line2D([], [], color="0.45", marker="x", ls="",
+                                  label="n/a (plain block changes shape)"))
+        fig.suptitle("Test error with one block deleted (Veit et al. 2016)", y=1.02)
+        fig.tight_layout()
+        fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
+        return save_figure(fig, path, dpi=120)
 
 
 def write_lesion(table: pd.DataFrame, out_dir: str | Path, *,

@@ -11,25 +11,42 @@ writes one PNG atomically and returns its path; it raises `NothingToPlot` when
 the runs hold no data for it. Curves and gradient profiles use the runs that
 trained (completed, running, interrupted); seeds of one architecture and
 depth are averaged (gradient norms geometrically).
+
+The house style is applied inside `style()`, never at import: importing this
+module changes no matplotlib setting and selects no backend. Figures are made
+by `subplots` (a Figure drawn by the Agg canvas, not registered with pyplot), so
+other figures in the process are untouched. Other figure makers (lesion, probe)
+use the same three pieces:
+
+    with plots.style():
+        fig, axes = plots.subplots(1, 2, figsize=(8, 4))
+        ...
+        plots.save_figure(fig, "x.png")
+
+The one gradient heatmap (layers x recorded steps, colour = log10 gradient
+norm) is drawn by `heatmap_figure`: to a file for the report
+(`plot_gradflow_heatmap`), to pixels for W&B (`gradflow_heatmap_pixels`).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter, NullLocator
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import NullFormatter, NullLocator  # noqa: E402
-
-from depthlab.analysis import (  # noqa: E402
+from depthlab.analysis import (
     ARCH_ORDER, aggregate, epoch_metrics, grad_ratio_series, gradflow, gradflow_profile,
 )
 
@@ -37,15 +54,32 @@ DPI = 130
 ARCH_COLOURS = {"plain": "#d62728", "residual": "#1f77b4", "dense": "#2ca02c"}
 OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 TRAINED = ("completed", "running", "interrupted")
-
-plt.rcParams.update({
+# The house style: light grid, no top/right spines, compact legends.
+STYLE = {
     "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
     "font.size": 10, "axes.titlesize": 11, "legend.fontsize": 8.5, "legend.framealpha": 0.85,
-})
+}
 
 
 class NothingToPlot(ValueError):
     """The runs hold no data for this figure; str() says what is missing."""
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """The house style (STYLE) for the figures made, drawn and saved inside; matplotlib's
+    settings are restored on leaving."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
+             dpi: float | None = None, layout: str | None = None, **kwargs):
+    """(figure, axes) as pyplot.subplots makes them, but on a Figure of its own drawn by
+    the Agg canvas: no backend is selected and pyplot never holds the figure."""
+    fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save_figure(fig, path: str | Path, dpi: int = DPI) -> Path:
@@ -58,10 +92,26 @@ def save_figure(fig, path: str | Path, dpi: int = DPI) -> Path:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
+        _close(fig)
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def figure_pixels(fig) -> np.ndarray:
+    """The figure drawn at its own size and dpi, as an RGB uint8 array (rows, columns, 3)."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    _close(fig)
+    return pixels
+
+
+def _close(fig) -> None:
+    """Let go of a figure; one made through pyplot (the legacy `plt` below) is closed there."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)
 
 
 def _variants(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -83,14 +133,14 @@ def _arch_colours(variants: list[tuple[str, str]]) -> dict[str, str]:
 
 def _depth_colours(depths) -> dict[float, tuple]:
     depths = sorted(set(depths))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     if len(depths) == 1:
         return {depths[0]: cmap(0.35)}
     return {d: cmap(0.8 * i / (len(depths) - 1)) for i, d in enumerate(depths)}
 
 
 def _panels(n: int, *, rows: int = 1, width: float = 5.2, height: float = 3.9):
-    fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False)
+    fig, axes = subplots(rows, n, figsize=(width * n, height * rows), squeeze=False)
     return fig, axes
 
 
@@ -110,6 +160,7 @@ def _seed_note(n: int) -> str:
     return "" if n <= 1 else f" ({n} seeds)"
 
 
+@style()
 def plot_error_curves(table: pd.DataFrame, path: str | Path) -> Path:
     """Training (thin dashed) and test (bold) error vs epoch; one panel per architecture,
     one colour per depth, seeds averaged per epoch."""
@@ -177,6 +228,7 @@ def _depth_axis(ax, depths) -> None:
     ax.set_xticklabels(labels)
 
 
+@style()
 def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
     """Final training and test error vs depth, one line per architecture;
     error bars span the seeds (min to max)."""
@@ -226,6 +278,7 @@ def _profiles(table: pd.DataFrame, which: str) -> dict[tuple[str, float], tuple[
     return out
 
 
+@style()
 def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
     """Gradient norm vs layer (1 = input side), log scale, one line per depth; one column
     per architecture, top row at initialisation (step 0), bottom row at the last
@@ -269,6 +322,7 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+@style()
 def plot_grad_ratio_over_training(table: pd.DataFrame, path: str | Path) -> Path:
     """log10(first / last main-path layer gradient norm) vs training step, one line per
     depth, one panel per architecture; seeds averaged on their common steps. Diverged
@@ -323,6 +377,49 @@ def _edges(values: np.ndarray) -> np.ndarray:
                            [values[-1] + (values[-1] - mid[-1])]])
 
 
+def log10_norms(grad_norms) -> np.ndarray:
+    """log10 of gradient norms as floats; NaN where a norm is zero, negative or not finite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log10(np.asarray(grad_norms, dtype=float))
+    logs[~np.isfinite(logs)] = np.nan
+    return logs
+
+
+def heatmap_figure(steps: Sequence[float], grad_norms, *, title: str,
+                   rows: Sequence[float] | None = None, row_labels: Sequence[str] | None = None,
+                   max_row_labels: int = 40, figsize: tuple[float, float] | None = None,
+                   dpi: float | None = None, layout: str | None = None) -> Figure:
+    """THE gradient heatmap: log10 gradient norm of each layer (y, input side at the bottom)
+    at each recorded step (x); cells whose norm is zero or not finite are left blank.
+
+    grad_norms: layers x steps, rows in depth order (row 0 = the input side). rows:
+    the y value of each row (default 1, 2, ...); row_labels: names written on the y
+    axis instead of numbers (at most max_row_labels, evenly spaced). Call inside
+    style(); save with save_figure or draw with figure_pixels.
+    """
+    logs = log10_norms(grad_norms)
+    steps = np.asarray(steps, dtype=float)
+    rows = np.arange(1, len(logs) + 1, dtype=float) if rows is None else np.asarray(rows, float)
+    if figsize is None:
+        figsize = (8.5, max(3.6, min(9.0, 2.0 + 0.06 * len(rows))))
+    fig, ax = subplots(figsize=figsize, dpi=dpi, layout=layout)
+    mesh = ax.pcolormesh(_edges(steps), _edges(rows), np.ma.masked_invalid(logs),
+                         cmap="viridis", shading="flat")
+    if np.isfinite(logs).any():
+        bar = fig.colorbar(mesh, ax=ax, pad=0.02)
+        bar.set_label("log10 gradient norm (L2)")
+    if row_labels is not None:
+        every = max(1, math.ceil(len(rows) / max_row_labels))
+        ax.set_yticks(rows[::every])
+        ax.set_yticklabels(list(row_labels)[::every], fontsize=7)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("layer (1 = input side)")
+    ax.grid(False)
+    ax.set_title(title)
+    return fig
+
+
+@style()
 def plot_gradflow_heatmap(run_dir: str | Path, path: str | Path, *, name: str | None = None) -> Path:
     """log10 gradient norm of every main-path layer (y, 1 = input side) at every recorded
     step (x) of one run."""
@@ -330,22 +427,24 @@ def plot_gradflow_heatmap(run_dir: str | Path, path: str | Path, *, name: str | 
     if frame is None:
         raise NothingToPlot(f"{run_dir} has no gradflow.csv")
     grid = frame.pivot_table(index="position", columns="step", values="grad_norm", aggfunc="last")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log10(grid.to_numpy(dtype=float))
-    logs[~np.isfinite(logs)] = np.nan
-    if np.isnan(logs).all():
+    if np.isnan(log10_norms(grid.to_numpy(dtype=float))).all():
         raise NothingToPlot(f"{run_dir}: no finite gradient norm in gradflow.csv")
     steps, layers = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(8.5, max(3.6, min(9.0, 2.0 + 0.06 * len(layers)))))
-    mesh = ax.pcolormesh(_edges(steps), _edges(layers), np.ma.masked_invalid(logs),
-                         cmap="viridis", shading="flat")
-    bar = fig.colorbar(mesh, ax=ax, pad=0.02)
-    bar.set_label("log10 gradient norm (L2)")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("layer (1 = input side)")
-    ax.grid(False)
     label = name or Path(run_dir).name
-    ax.set_title(f"Gradient norm per layer over training: {label} "
-                 f"({len(layers)} layers, {len(steps)} recorded steps)")
+    fig = heatmap_figure(steps, grid.to_numpy(dtype=float), rows=layers,
+                         title=f"Gradient norm per layer over training: {label} "
+                               f"({len(layers)} layers, {len(steps)} recorded steps)")
     return save_figure(fig, path)
 
+
+@style()
+def gradflow_heatmap_pixels(steps: Sequence[float], grad_norms, *, title: str,
+                            row_labels: Sequence[str] | None = None, max_row_labels: int = 40,
+                            figsize: tuple[float, float] | None = None,
+                            dpi: float = 100) -> np.ndarray:
+    """The heatmap of `heatmap_figure` as an RGB uint8 array (for W&B): a fixed size for a
+    given figsize and dpi whatever the numbers, laid out to fit (constrained layout)."""
+    fig = heatmap_figure(steps, grad_norms, title=title, row_labels=row_labels,
+                         max_row_labels=max_row_labels, figsize=figsize, dpi=dpi,
+                         layout="constrained")
+    return figure_pixels(fig)

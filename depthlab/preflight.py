@@ -41,6 +41,20 @@ def check_device(device: str) -> None:
         raise ConfigError(str(err)) from None
 
 
+def check_distinct_dirs(plan: Plan) -> None:
+    """Two runs of one sweep must not share a directory (run.name leaves out a swept key)."""
+    seen: dict[Path, list[str]] = {}
+    for run in plan.runs:
+        if run.run_dir in seen:
+            differ = sorted(set(run.overrides) - set(seen[run.run_dir]))
+            raise ConfigError(
+                f"two runs of this sweep would share {run.run_dir} (they differ in "
+                f"{', '.join(differ) or 'nothing'}); put the swept key in run.name, e.g. "
+                "run.name='${arch.name}-${depth}-s${seed}-lr${optim.lr}'"
+            )
+        seen[run.run_dir] = run.overrides
+
+
 def check_conflicts(plan: Plan, fresh: bool) -> None:
     """A run directory that holds a different config is an error before anything runs:
     the completed run there stays as it is (pass --fresh or another sweep.name)."""
@@ -74,6 +88,7 @@ def preflight(plan: Plan, *, fresh: bool, fetch: bool) -> dict[str, tuple[int, i
         check_writable(runs_dir)
     for device in dict.fromkeys(str(r.cfg["trainer"]["device"]) for r in plan.runs):
         check_device(device)
+    check_distinct_dirs(plan)
     check_conflicts(plan, fresh)
     sizes = {}
     for run in plan.runs:

@@ -26,6 +26,7 @@ from depthlab.checkpoint import load_checkpoint, save_checkpoint
 from depthlab.data import build_data
 from depthlab.gradflow import GradFlowProbe, first_last_ratio
 from depthlab.models import build_model, describe
+from depthlab.optim import learning_rate, make_optimizer
 from depthlab.progress import TrainProgress
 from depthlab.tracking import RunInfo
 from depthlab.tracking.local import LocalSink
@@ -68,35 +69,6 @@ def make_model(cfg: dict[str, Any], num_classes: int, image_size: int) -> nn.Mod
     options["image_size"] = image_size
     return build_model(arch["name"], cfg["depth"], num_classes=num_classes,
                        layout=arch["layout"], **options)
-
-
-def make_optimizer(cfg: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
-    o = cfg["optim"]
-    if o["name"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
-                               weight_decay=o["weight_decay"], nesterov=o.get("nesterov", False))
-    if o["name"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=tuple(o["betas"]),
-                                 weight_decay=o["weight_decay"])
-    raise ValueError(f"unknown optimizer {o['name']!r}; valid: sgd, adamw")
-
-
-def learning_rate(schedule: dict[str, Any], base_lr: float, step: int, total: int) -> float:
-    """The learning rate of 0-based `step` of `total`: a linear warm-up over the first
-    `warmup * total` steps (base_lr * (step + 1) / warm-up steps), then step decay, or a
-    cosine from base_lr down to `min_lr` (an absolute rate, reached at step == total,
-    as torch's CosineAnnealingLR with T_max = total steps after warm-up)."""
-    warm = int(schedule.get("warmup", 0.0) * total)
-    if step < warm:
-        return base_lr * (step + 1) / warm
-    if schedule["name"] == "step":
-        passed = sum(step >= int(m * total) for m in schedule["milestones"])
-        return base_lr * schedule["gamma"] ** passed
-    if schedule["name"] == "cosine":
-        min_lr = float(schedule.get("min_lr", 0.0))
-        t = (step - warm) / max(1, total - warm)
-        return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * t))
-    raise ValueError(f"unknown schedule {schedule['name']!r}; valid: step, cosine")
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """The learning-rate schedule (warm-up, step milestones, cosine down to min_lr),
 trainer.iterations and trainer.eval_every: against numbers worked out by hand,
-first on the function, then in the files a real run writes."""
+first on the function, then in the files a real run writes. Optimisers and schedules
+are registries (depthlab.optim): a new entry is picked up, an unknown name is one line."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+from torch import nn
 
-from depthlab.train import learning_rate
+from depthlab.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
 
 from cli.helpers import TINY, cli, summary
 
@@ -86,3 +89,43 @@ def test_a_run_follows_the_step_milestones():
     epochs = pd.read_csv(run / "metrics_epochs.csv")
     assert list(epochs.lr) == pytest.approx([0.2, 0.002], rel=1e-12)
     assert epochs.test_error.notna().all()  # eval_every=1
+
+
+def test_a_new_schedule_in_the_registry_is_picked_up(monkeypatch):
+    """One function and one entry: the config check, the run and the warm-up (applied
+    before any schedule) all take it."""
+    def half(schedule, base_lr, step, total, warm):
+        return base_lr / 2
+
+    monkeypatch.setitem(SCHEDULES, "half", half)
+    # 8 steps, warm-up int(0.25 * 8) = 2 steps to 0.2, then half of it
+    run = _run("half", "schedule.name=half", "schedule.warmup=0.25", "optim.lr=0.2")
+    steps = pd.read_csv(run / "metrics_steps.csv")
+    assert list(steps.lr) == pytest.approx([0.1, 0.2] + [0.1] * 6, rel=1e-12)
+
+
+def test_a_new_optimizer_in_the_registry_is_picked_up(monkeypatch):
+    monkeypatch.setitem(OPTIMIZERS, "plain_sgd", lambda params, o: torch.optim.SGD(params, lr=o["lr"]))
+    optimizer = make_optimizer({"optim": {"name": "plain_sgd", "lr": 0.3}}, nn.Linear(2, 2))
+    assert type(optimizer) is torch.optim.SGD and optimizer.param_groups[0]["lr"] == 0.3
+
+
+def test_unknown_names_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"^unknown optimizer 'adam' \(optim.name\); "
+                                         r"valid: sgd, adamw$"):
+        make_optimizer({"optim": {"name": "adam", "lr": 0.1}}, nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"^unknown schedule 'linear' \(schedule.name\); "
+                                         r"valid: step, cosine$"):
+        learning_rate({"name": "linear", "warmup": 0.0}, 0.1, 0, 8)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.name=adam", "unknown optimizer 'adam' (optim.name); valid: sgd, adamw"),
+    ("schedule.name=linear", "unknown schedule 'linear' (schedule.name); valid: step, cosine"),
+])
+def test_train_with_an_unknown_name_ends_in_one_line(override, message):
+    result = cli("train", "arch=plain", *TINY, "run.name=bad", override)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.output
+    assert not Path("runs/bad").exists()  # checked before anything is written

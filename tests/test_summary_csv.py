@@ -10,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from depthlab.analysis import INTEGER_COLUMNS, load_table, write_report
+from depthlab.analysis import load_table
 from depthlab.launch import launch
+from depthlab.report import INTEGER_COLUMNS, write_report
 
 from cli.helpers import TINY
 

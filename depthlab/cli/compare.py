@@ -24,7 +24,10 @@ HELP = """Compare architectures at the same depths, with the same data, recipe a
   depthlab compare plain residual dense depth=40,100 arch.layout=cifar seed=0,1
 
 Default depths: 18,34 for the imagenet layout (ResNet paper, Table 2),
-20,32,44,56 for the cifar layout (Fig. 6). Runs that already completed with
+20,32,44,56 for the cifar layout (Fig. 6). Typed depths from the ImageNet
+table (18,34,50,101,152,200) use the imagenet layout on any data; dense nets
+stand in at the nearest valid dense depths. The plan is printed first
+(--dry-run: only the plan). Runs that already completed with
 the same configuration are reused, not retrained. Prints the side-by-side
 table (parameters, FLOPs, final training and test error, gradient-norm ratio
 first/last layer at init and at the end, status) and the verdicts: does the

@@ -66,7 +66,8 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
     User errors (no such path, no runs, unknown --heatmap-run) end in `fail`
     before anything is written. Returns the paths written (see write_report).
     """
-    from depthlab import analysis
+    from depthlab.analysis import load_runs, verdicts
+    from depthlab.report import FIGURES, choose_heatmap_run, write_report
 
     paths = [Path(p) for p in paths]
     if not paths:
@@ -74,14 +75,14 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
     for p in paths:
         if not p.exists():
             fail(f"no such file or directory: {p}")
-    table, warnings = analysis.load_runs(paths)
+    table, warnings = load_runs(paths)
     if table.empty:
         skipped = f" ({len(warnings)} skipped as broken, see the warnings above)" if warnings else ""
         fail(f"no runs found under {', '.join(map(str, paths))}{skipped}: a run directory holds "
              "summary.json (or config.yaml and metrics_epochs.csv), as depthlab train and "
              "depthlab sweep write them, e.g. runs/<sweep>/<arch>-<depth>-s<seed>/")
     try:
-        analysis.choose_heatmap_run(table, heatmap_run)
+        choose_heatmap_run(table, heatmap_run)
     except KeyError as err:
         fail(f"--heatmap-run: {err.args[0]}")
     if out_dir is None:
@@ -91,18 +92,18 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
         fail(f"--out {out_dir} is a file; give a directory for report.md and the figures")
     title = title or f"depthlab report: {', '.join(map(str, paths))}"
     print_comparison(table, title=title)
-    print_verdicts(analysis.verdicts(table))
+    print_verdicts(verdicts(table))
     try:
-        written = analysis.write_report(table, out_dir, title=title, commands=commands,
-                                        machine=machine, heatmap_run=heatmap_run,
-                                        warnings=warnings, about=about)
+        written = write_report(table, out_dir, title=title, commands=commands,
+                               machine=machine, heatmap_run=heatmap_run,
+                               warnings=warnings, about=about)
     except OSError as err:
         fail(f"cannot write the report into {out_dir}: {err}", code=1)
-    figures = [k for k in analysis.FIGURES if k in written]
+    figures = [k for k in FIGURES if k in written]
     console.print(f"report: {written['markdown']} and {written['html'].name}, "
                   f"{written['summary'].name}, {len(figures)} figures in {out_dir}",
                   highlight=False)
-    left_out = [analysis.FIGURES[k][0] for k in analysis.FIGURES if k not in written]
+    left_out = [FIGURES[k][0] for k in FIGURES if k not in written]
     if left_out:
         console.print(f"left out (no data for them, see report.md): {', '.join(left_out)}",
                       highlight=False)

@@ -17,7 +17,9 @@ HELP = """Run a sweep: every combination of the comma-separated values, one run 
 
 Arguments are Hydra overrides; a comma list or range() makes an axis:
 
-  depthlab sweep depth=20,32,44,56 arch.layout=cifar data.train_subset=5000
+  depthlab sweep depth=18,34,50,152
+
+  depthlab sweep depth=20,32,44,56 data.train_subset=5000 --dry-run
 
   depthlab sweep depth=18,34 seed=0,1,2 arch=plain,residual data=imagenet data.root=/data/imagenet trainer=gpu
 
@@ -25,7 +27,17 @@ Arguments are Hydra overrides; a comma list or range() makes an axis:
 
   depthlab sweep depth=20,56,110 hydra/launcher=slurm hydra.launcher.partition=gpu
 
-With no arch= the sweep covers plain and residual. Runs go to
+With no arch= the sweep covers plain and residual. Without arch.layout= the
+layout follows the depths: the ImageNet tables' depths (18, 34, 50, 101, 152,
+200; dense 121, 161, 169, 201, 264) take the imagenet layout on any data (a
+3x3 stem for small images), other depths the data set's layout (cifar for
+CIFAR-10); one layout for the whole sweep.
+
+Before anything runs it prints the plan (runs, layout, data, device, steps,
+and an estimate from timing a few steps of each net) and checks what would
+make every run fail (data, download, runs_dir, CUDA, depths, a run directory
+holding another config): one line and nothing written if so. --dry-run stops
+after the plan. Runs go to
 runs/<sweep.name>/<arch>-<depth>-s<seed>/; sweep.name defaults to a name made
 from the overrides, so the same command finds its own runs again: completed
 runs are skipped, unfinished ones resume from their last checkpoint

@@ -59,7 +59,8 @@ def _readable(root: Path) -> None:
 
 
 def _cifar10(cfg: Mapping[str, Any], fetch: bool) -> DataSurvey:
-    from .cifar10 import SIZE, CIFAR10Options, _pickled, check_split_dirs, download, find_source, not_found
+    from .cifar10 import (SIZE, CIFAR10Options, _pickled, check_split_dirs, download, find_source,
+                          load_arrays, not_found)
 
     o = parse_options(CIFAR10Options, {k: v for k, v in cfg.items() if k != "layout"}, "cifar10")
     root = expand(o.root)
@@ -81,6 +82,8 @@ def _cifar10(cfg: Mapping[str, Any], fetch: bool) -> DataSurvey:
             if not existed:  # leave nothing behind: the folder was made for the download
                 shutil.rmtree(root, ignore_errors=True)
             raise
+    if fetch:  # decode once here into data.cache_dir, not in every parallel run at once
+        load_arrays(o)
     if source.layout == "pickled":
         _pickled(source.path)  # all batch files there
         train, test, what = CIFAR10_TRAIN, CIFAR10_TEST, "the pickled release"

@@ -19,7 +19,8 @@ What a W&B run holds (key: x axis it is plotted against):
     gradflow_by_layer/table     per epoch, one row per layer (the epoch's last record)
     gradflow_by_layer/chart     log10 gradient norm vs layer index, a line per epoch
     gradflow_by_layer/heatmap   image: layer (rows, depth order) x recorded step,
-                                colour = log10 gradient norm
+                                colour = log10 gradient norm (the report's heatmap,
+                                drawn by depthlab.plots)
     summary                     the run's summary.json numbers: final and best
                                 errors, grad ratios first/last (init, end, log10),
                                 diverged, status, params, flops, ...
@@ -413,45 +414,30 @@ class WandbSink:
         epoch = self._records[-1][1]
         title = f"{self._info.name}: gradient norm per layer (to epoch {epoch})"
         pixels = heatmap_pixels(self._info.layers, steps, grads, title=title)
-        return wandb.Image(pixels, caption="rows: layers in depth order; colour: log10 gradient "
-                                           "norm; grey: zero or not finite")
+        return wandb.Image(pixels, caption="rows: layers in depth order, input side at the "
+                                           "bottom; colour: log10 gradient norm; blank: zero "
+                                           "or not finite")
 
 
 def heatmap_pixels(layers: list[Layer], steps: list[int], grads: np.ndarray, *,
                    title: str = "") -> np.ndarray:
-    """RGB image of log10 gradient norm, layers (rows, depth order) x recorded steps.
+    """RGB image of log10 gradient norm, layers (rows, depth order, input side at the
+    bottom, named on the y axis) x recorded steps: the report's heatmap
+    (`depthlab.plots.heatmap_figure`), at a size that depends only on the number of layers.
 
     grads: records x layers. At most HEATMAP_COLUMNS records are drawn (evenly
     thinned), so the cost per image is bounded whatever the run's length.
     """
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from depthlab.plots import gradflow_heatmap_pixels  # matplotlib only when drawing
 
     grads = np.asarray(grads, dtype=np.float64)
     steps_arr = np.asarray(steps, dtype=np.float64)
     if len(steps_arr) > HEATMAP_COLUMNS:
         keep = np.unique(np.linspace(0, len(steps_arr) - 1, HEATMAP_COLUMNS).round().astype(int))
         grads, steps_arr = grads[keep], steps_arr[keep]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.ma.masked_invalid(np.log10(np.where(grads > 0, grads, np.nan)).T)
-    n_layers, n_cols = z.shape
-    dx = (steps_arr[-1] - steps_arr[0]) / (n_cols - 1) if n_cols > 1 else 1.0
+    n_layers = grads.shape[1]
     height = min(12.0, max(3.5, 0.14 * n_layers + 1.5))
-    fig = Figure(figsize=(9, height), dpi=100, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    im = ax.imshow(z, aspect="auto", interpolation="nearest",
-                   cmap=colormaps["viridis"].with_extremes(bad="lightgrey"),
-                   extent=(steps_arr[0] - dx / 2, steps_arr[-1] + dx / 2, n_layers + 0.5, 0.5))
-    every = max(1, math.ceil(n_layers / HEATMAP_TICKS))
-    rows = list(range(0, n_layers, every))
-    ax.set_yticks([r + 1 for r in rows])
-    ax.set_yticklabels([f"L{layers[r].index:03d} {layers[r].name}" for r in rows], fontsize=7)
-    ax.set_xlabel("step")
-    ax.set_ylabel("layer (depth order)")
-    ax.set_title(title, fontsize=10)
-    if z.count():
-        fig.colorbar(im, ax=ax, label="log10 gradient norm")
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    return gradflow_heatmap_pixels(steps_arr, grads.T, title=title,
+                                   row_labels=[f"L{layer.index:03d} {layer.name}"
+                                               for layer in layers],
+                                   max_row_labels=HEATMAP_TICKS, figsize=(9, height), dpi=100)

@@ -15,6 +15,9 @@ import pytest
 
 from depthlab import analysis
 from depthlab.analysis import aggregate, find_runs, gradflow_profile, load_runs, load_table, verdicts
+from depthlab.analysis.aggregation import _fixed
+from depthlab.analysis.verdict import _exp
+from depthlab.report import choose_heatmap_run
 
 from fake_runs import SWEEP, make_run, make_sweep
 
@@ -323,15 +326,15 @@ def test_table_from_two_sweeps_sorts_by_arch_depth_seed(tmp_path):
 
 def test_heatmap_run_defaults_to_the_deepest_completed_plain_run(tmp_path, sweep):
     table = load_table([sweep])
-    assert analysis.choose_heatmap_run(table)["name"] == "plain-56-s0"
-    assert analysis.choose_heatmap_run(table, "residual-20-s1")["name"] == "residual-20-s1"
+    assert choose_heatmap_run(table)["name"] == "plain-56-s0"
+    assert choose_heatmap_run(table, "residual-20-s1")["name"] == "residual-20-s1"
     with pytest.raises(KeyError, match="plain-20-s0"):
-        analysis.choose_heatmap_run(table, "plain-999-s0")
+        choose_heatmap_run(table, "plain-999-s0")
     make_run(sweep, "plain", 110, 0, train_error=0.9, test_error=0.9, log10_ratio_init=-6,
              log10_ratio_end=-6, status="diverged")
-    assert analysis.choose_heatmap_run(load_table([sweep]))["name"] == "plain-56-s0"
+    assert choose_heatmap_run(load_table([sweep]))["name"] == "plain-56-s0"
     only_residual = make_sweep(tmp_path / "r", {k: v for k, v in SWEEP.items() if k[0] == "residual"})
-    assert analysis.choose_heatmap_run(load_table([only_residual]))["name"] == "residual-56-s0"
+    assert choose_heatmap_run(load_table([only_residual]))["name"] == "residual-56-s0"
 
 
 def test_comparison_rows_format(sweep):
@@ -343,7 +346,7 @@ def test_comparison_rows_format(sweep):
     compact = analysis.comparison_rows(load_table([sweep]), compact=True)
     assert compact[3][4:8] == ["6.1±0.1", "8.8±0.3", "-0.1±0.1", "-0.1±0.1"]
     assert analysis.format_flops(4.1e9) == "4.10G" and analysis.format_flops(8.1e7) == "81.0M"
-    assert analysis._fixed(-0.04, 1) == "0.0" and analysis._exp(-0.01) == "10^0.0"
+    assert _fixed(-0.04, 1) == "0.0" and _exp(-0.01) == "10^0.0"
 
 
 def test_shortcut_nets_are_compared_only_with_plain_nets_of_the_same_settings(tmp_path):

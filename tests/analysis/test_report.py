@@ -12,8 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from depthlab import plots
-from depthlab.analysis import load_table, verdicts, write_report
+from depthlab.analysis import load_table, verdicts
 from depthlab.cli import app
+from depthlab.report import write_report
 
 from fake_runs import SWEEP, make_run, make_sweep
 

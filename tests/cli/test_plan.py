@@ -153,3 +153,10 @@ def test_preflight_checks_fail_once_and_write_nothing(tmp_path, case):
         pytest.skip("this machine has CUDA")
     before = files_under(tmp_path)
     _one_error_and_nothing_written(cli(*args), tmp_path, before, *needles)
+
+
+def test_two_runs_of_a_sweep_never_share_a_directory(tmp_path):
+    before = files_under(tmp_path)
+    result = cli("sweep", "arch=residual", *TINY, "optim.lr=0.1,0.05")  # run.name leaves out lr
+    _one_error_and_nothing_written(result, tmp_path, before, "two runs of this sweep would share",
+                                   "residual-8-s0", "optim.lr=0.05", "put the swept key in run.name")
