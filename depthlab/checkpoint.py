@@ -4,16 +4,16 @@ the previous good one; load with `torch.load(weights_only=True)` (no pickles).""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from depthlab.rundir import CHECKPOINT, atomic_file
+from depthlab.rundir import CHECKPOINT_PREVIOUS as PREVIOUS
+
 log = logging.getLogger("depthlab")
 
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"
 FORMAT = 1
 
 
@@ -23,14 +23,10 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     run_dir = Path(run_dir)
-    path, tmp = run_dir / CHECKPOINT, run_dir / f".{CHECKPOINT}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
+    path = run_dir / CHECKPOINT
+    # the last good one stays, as PREVIOUS, until the new one is in place
+    with atomic_file(path, keep=run_dir / PREVIOUS) as f:
         torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, run_dir / PREVIOUS)  # keep the last good one until the new one is in place
-    os.replace(tmp, path)
     return path
 
 

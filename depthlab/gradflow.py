@@ -102,9 +102,3 @@ def output_std(x: torch.Tensor) -> torch.Tensor:
     if not (1e-24 < mean_sq < 1e24) or var < 1e-3 * mean_sq:
         return x.std()
     return torch.tensor(var ** 0.5)
-
-
-def first_last_ratio(layers: list[Layer], grad_norm: list[float]) -> float:
-    """Gradient norm of the first main-path layer over that of the last."""
-    main = [g for layer, g in zip(layers, grad_norm) if not layer.shortcut]
-    return main[0] / main[-1] if main[-1] > 0 else float("inf")

@@ -26,23 +26,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import depthlab.config  # noqa: F401 (registers the arch.layout resolver before Hydra composes)
+from depthlab import rundir
+from depthlab.rundir import RunSummary, is_volatile
 
 log = logging.getLogger("depthlab")
-
-# Keys that may change between invocations of the same run without making it a different run.
-VOLATILE = {("run", "fresh"), ("logger",), ("trainer", "device"), ("trainer", "threads"),
-            ("trainer", "log_every"), ("data", "root"), ("data", "cache_dir"), ("data", "workers"),
-            ("paths",), ("sweep",)}
-RUN_FILES = ["summary.json", "config.yaml", "layers.csv", "blocks.csv", "metrics_steps.csv",
-             "metrics_epochs.csv", "gradflow.csv", "activations.csv", "checkpoint.pt",
-             "checkpoint.prev.pt", "wandb_id.txt", "error.txt"]
 
 
 @dataclass
 class JobOutcome:
     run_dir: Path
     status: str  # completed | diverged | interrupted | failed | skipped | conflict (left untouched)
-    summary: dict[str, Any] | None
+    summary: RunSummary | None
     error: str | None = None
     user_error: bool = False
 
@@ -57,10 +51,10 @@ class RunConflict(ValueError):
 def _strip(cfg: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in cfg.items():
-        if (key,) in VOLATILE:
+        if is_volatile(key):
             continue
         if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if (key, k) not in VOLATILE}
+            value = {k: v for k, v in value.items() if not is_volatile(f"{key}.{k}")}
         out[key] = value
     return out
 
@@ -80,17 +74,17 @@ def config_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> dict[str, Any] | None:
+def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> RunSummary | None:
     """Return the summary of a finished run to skip, or None to (re)start training."""
     if fresh:
-        for name in RUN_FILES:
+        for name in rundir.FILES:
             (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "wandb", ignore_errors=True)  # else `wandb sync` uploads the old run too
-        log_file = run_dir / "train.log"
+        shutil.rmtree(run_dir / rundir.WANDB, ignore_errors=True)  # else `wandb sync` uploads the old run too
+        log_file = run_dir / rundir.TRAIN_LOG
         if log_file.exists():  # Hydra's handler holds it open (append mode): empty it, keep it
             log_file.open("r+").truncate(0)
         return None
-    config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
+    config_path, summary_path = run_dir / rundir.CONFIG, run_dir / rundir.SUMMARY
     if config_path.exists():
         try:
             old = yaml.safe_load(config_path.read_text()) or {}
@@ -104,9 +98,8 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> dict[str
                     "pass --fresh to replace it, or run.name=... / sweep.name=... for a new one"
                 )
     if summary_path.exists():
-        import json
         try:
-            summary = json.loads(summary_path.read_text())
+            summary = rundir.read_summary(run_dir)
         except ValueError:
             return None
         if summary.get("status") in ("completed", "diverged"):
@@ -115,7 +108,7 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> dict[str
 
 
 def _is_new(run_dir: Path) -> bool:
-    return not any((run_dir / name).exists() for name in ("summary.json", "checkpoint.pt"))
+    return not any((run_dir / name).exists() for name in (rundir.SUMMARY, rundir.CHECKPOINT))
 
 
 def make_sinks(cfg: dict[str, Any]) -> list[Any]:
@@ -131,7 +124,7 @@ def make_sinks(cfg: dict[str, Any]) -> list[Any]:
     return [SafeSink(WandbSink(wandb_cfg), "W&B")]
 
 
-def run_job(cfg: DictConfig) -> dict[str, Any] | None:
+def run_job(cfg: DictConfig) -> RunSummary | None:
     from depthlab import train
     from depthlab.config import ConfigError, check_config
     from depthlab.data import DataError
@@ -185,7 +178,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any] | None:
     except Exception as err:  # a bug or a crash in one run must not end a sweep
         message = f"{type(err).__name__}: {' '.join(str(err).split())}"
         log.error("%s failed: %s", cfg.run.name, message)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        (run_dir / rundir.ERROR).write_text(traceback.format_exc())
         _record_failure(run_dir, cfg, container, group, message)
         OUTCOMES.append(JobOutcome(run_dir, "failed", None, message))
         return None
@@ -204,12 +197,9 @@ def _remove_new_dirs(run_dir: Path, runs_dir: Path) -> None:
 
 def _record_failure(run_dir: Path, cfg: DictConfig, container: dict[str, Any], group: str,
                     message: str) -> None:
-    from depthlab.tracking.local import read_json, write_json
-
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "summary.json"
     try:
-        summary = read_json(path) if path.exists() else {}
+        summary = rundir.read_summary(run_dir) if (run_dir / rundir.SUMMARY).exists() else {}
     except ValueError:
         summary = {}
     # A run that failed before train.run wrote its summary still describes itself as
@@ -218,15 +208,11 @@ def _record_failure(run_dir: Path, cfg: DictConfig, container: dict[str, Any], g
         head = _config_summary(container, group)
     except Exception:  # noqa: BLE001 (a config that failed its checks may describe nothing)
         head = {}
-    summary = {**head, **summary}
-    summary.update({"name": cfg.run.name, "status": "failed", "diverged": False,
-                    "error": message})
-    summary.setdefault("steps_completed", 0)
-    summary.setdefault("epochs_completed", 0)
-    write_json(path, summary)
+    rundir.write_summary(run_dir, rundir.failed_summary({**head, **summary}, name=cfg.run.name,
+                                                        error=message))
 
 
-def _config_summary(cfg: dict[str, Any], group: str) -> dict[str, Any]:
+def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
     """The descriptive keys of train.run's summary that the config alone gives
     (num_classes and sizes as far as the data config tells them; None otherwise)."""
     from depthlab import train
@@ -235,15 +221,15 @@ def _config_summary(cfg: dict[str, Any], group: str) -> dict[str, Any]:
 
     arch, data, t = cfg["arch"], cfg["data"], cfg["trainer"]
     facts = config_facts({k: v for k, v in data.items() if k != "layout"})
-    out: dict[str, Any] = {
-        "name": cfg["run"]["name"], "group": group, "arch": arch["name"], "depth": cfg["depth"],
-        "layout": arch["layout"], "norm": arch.get("norm"), "shortcut": None,
-        "preact": arch.get("preact"), "zero_init_residual": arch.get("zero_init_residual"),
-        "seed": cfg["seed"], "data": data["name"], "num_classes": facts["num_classes"],
-        "train_subset": data.get("train_subset"), "train_size": facts["train_size"],
-        "test_size": facts["test_size"], "params": None, "flops": None, "epochs": None,
-        "total_steps": None, "device": str(t["device"]), "machine": train.machine(),
-    }
+    out = rundir.summary_head(
+        name=cfg["run"]["name"], group=group, arch=arch["name"], depth=cfg["depth"],
+        layout=arch["layout"], norm=arch.get("norm"), shortcut=None,
+        preact=arch.get("preact"), zero_init_residual=arch.get("zero_init_residual"),
+        seed=cfg["seed"], data=data["name"], num_classes=facts["num_classes"],
+        train_subset=data.get("train_subset"), train_size=facts["train_size"],
+        test_size=facts["test_size"], params=None, flops=None, epochs=None,
+        total_steps=None, device=str(t["device"]), machine=train.machine(),
+    )
     try:
         out["device"] = str(train.resolve_device(str(t["device"])))  # as train.run records it
     except ValueError:
@@ -267,7 +253,7 @@ def _config_summary(cfg: dict[str, Any], group: str) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://depthlab.conf", config_name="config")
-def hydra_entry(cfg: DictConfig) -> dict[str, Any] | None:
+def hydra_entry(cfg: DictConfig) -> RunSummary | None:
     return run_job(cfg)
 
 

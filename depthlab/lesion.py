@@ -33,6 +33,7 @@ import yaml
 from torch import nn
 
 from depthlab.models.blocks import PreActBasicBlock, PreActBottleneck
+from depthlab.rundir import CONFIG, atomic_write
 
 COLUMNS = ["run", "arch", "depth", "seed", "block_index", "block", "stage", "downsampling",
            "status", "test_error", "test_loss", "delta_error"]
@@ -83,7 +84,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto", eval_batch_size: int 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LesionError(f"{run_dir}: no such run directory")
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / CONFIG
     if not config_path.is_file():
         raise LesionError(f"{run_dir} is not a run directory (no config.yaml); give a directory "
                           "made by depthlab train, e.g. runs/residual-56-s0")
@@ -391,13 +392,11 @@ def plot_lesion(table: pd.DataFrame, path: str | Path, *, num_classes: dict[str,
 def write_lesion(table: pd.DataFrame, out_dir: str | Path, *,
                  num_classes: dict[str, int]) -> dict[str, Path]:
     """lesion.csv (COLUMNS, every run) and lesion.png into `out_dir`."""
-    from depthlab.tracking.local import atomic_write_text
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise LesionError(f"--out {out} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "lesion.csv", table.to_csv(index=False))
+    atomic_write(out / "lesion.csv", table.to_csv(index=False))
     return {"csv": out / "lesion.csv",
             "figure": plot_lesion(table, out / "lesion.png", num_classes=num_classes)}
 

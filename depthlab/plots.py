@@ -31,7 +31,6 @@ norm) is drawn by `heatmap_figure`: to a file for the report
 from __future__ import annotations
 
 import math
-import os
 import sys
 import textwrap
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from matplotlib.ticker import NullFormatter, NullLocator
 from depthlab.analysis import (
     ARCH_ORDER, aggregate, epoch_metrics, grad_ratio_series, gradflow, gradflow_profile,
 )
+from depthlab.rundir import atomic_file
 
 DPI = 130
 ARCH_COLOURS = {"plain": "#d62728", "residual": "#1f77b4", "dense": "#2ca02c"}
@@ -87,14 +87,11 @@ def save_figure(fig, path: str | Path, dpi: int = DPI) -> Path:
     figure), then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        with atomic_file(path) as f:
+            fig.savefig(f, dpi=dpi, bbox_inches="tight", format="png")
     finally:
         _close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

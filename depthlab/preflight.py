@@ -18,6 +18,7 @@ import yaml
 
 from depthlab.config import ConfigError
 from depthlab.plan import Plan, data_key
+from depthlab.rundir import CONFIG
 
 
 def check_writable(runs_dir: Path) -> None:
@@ -63,7 +64,7 @@ def check_conflicts(plan: Plan, fresh: bool) -> None:
     from depthlab.launch import config_difference
 
     for run in plan.runs:
-        path = run.run_dir / "config.yaml"
+        path = run.run_dir / CONFIG
         if not path.exists():
             continue
         try:

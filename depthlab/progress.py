@@ -34,6 +34,7 @@ def clock(seconds: float) -> str:
 class SweepClock:
     estimates: list[float]  # the plan's seconds for each run, in launch order
     jobs: int = 1  # runs at once
+    total: float = 0.0  # the plan's wall time of the whole sweep (runs at once counted)
     started: float = field(default_factory=time.time)
     offset: int = 0  # runs of earlier launches (compare launches dense nets separately)
 
@@ -68,11 +69,13 @@ class SweepClock:
         index = min(index, n - 1)
         estimate = self.estimates[index] or 1.0
         scale = run_seconds / (done * estimate) if done > 0.05 and run_seconds > 1 else 1.0
-        left = (estimate * (1 - done) + sum(self.estimates[index + 1:]) / max(1, self.jobs)) * scale
+        elapsed = time.time() - self.started
+        own = estimate * (1 - done) * scale
+        # the plan's sweep time scaled by this run's pace: runs at once agree on it
+        left = max(own, (self.total or sum(self.estimates) / max(1, self.jobs)) * scale - elapsed)
         total = sum(self.estimates) or 1.0
         fraction = (sum(self.estimates[:index]) + done * estimate) / total
-        text = (f"run {index + 1} of {n}, {clock(time.time() - self.started)} elapsed, "
-                f"~{clock(left)} left")
+        text = f"run {index + 1} of {n}, {clock(elapsed)} elapsed, ~{clock(left)} left"
         return text, fraction
 
 

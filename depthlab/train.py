@@ -24,10 +24,11 @@ from torch import nn
 
 from depthlab.checkpoint import load_checkpoint, save_checkpoint
 from depthlab.data import build_data
-from depthlab.gradflow import GradFlowProbe, first_last_ratio
+from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
 from depthlab.optim import learning_rate, make_optimizer
 from depthlab.progress import TrainProgress
+from depthlab.rundir import RunSummary, first_last_ratio, summary_head, summary_result
 from depthlab.tracking import RunInfo
 from depthlab.tracking.local import LocalSink
 
@@ -136,7 +137,7 @@ def machine() -> str:
 
 
 def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
-        extra_sinks: list[Any] | None = None) -> dict[str, Any]:
+        extra_sinks: list[Any] | None = None) -> RunSummary:
     """Train one network as `cfg` says, writing everything into `run_dir`."""
     run_dir = Path(run_dir)
     t = cfg["trainer"]
@@ -214,18 +215,18 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     for sink in sinks:
         sink.start(info)
 
-    summary: dict[str, Any] = {
-        "name": info.name, "group": group, "arch": desc["arch"], "depth": desc["depth"],
-        "layout": desc["layout"], "norm": desc["norm"], "shortcut": desc.get("shortcut"),
-        "preact": desc.get("preact"), "zero_init_residual": desc.get("zero_init_residual"),
-        "seed": seed, "data": data.name, "num_classes": data.num_classes,
-        "train_subset": cfg["data"].get("train_subset"),
-        "train_size": data.train_size, "test_size": data.test_size,
-        "params": desc["params"], "flops": desc["flops"], "epochs": epochs,
-        "total_steps": total_steps, "device": str(device), "machine": machine(),
-        "normalisation": data.normalisation, "status": "running",
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    summary = summary_head(
+        name=info.name, group=group, arch=desc["arch"], depth=desc["depth"],
+        layout=desc["layout"], norm=desc["norm"], shortcut=desc.get("shortcut"),
+        preact=desc.get("preact"), zero_init_residual=desc.get("zero_init_residual"),
+        seed=seed, data=data.name, num_classes=data.num_classes,
+        train_subset=cfg["data"].get("train_subset"),
+        train_size=data.train_size, test_size=data.test_size,
+        params=desc["params"], flops=desc["flops"], epochs=epochs,
+        total_steps=total_steps, device=str(device), machine=machine(),
+    )
+    summary.update(normalisation=data.normalisation, status="running",
+                   started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     local.write_summary(summary)
 
     last_record = None
@@ -373,23 +374,21 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     finally:
         probe.close()
 
-    ratio_last = ratio_end()
-    summary.update({
-        "status": status,
-        "diverged": status == "diverged",
-        "final_train_error": last_epoch_metrics.get("train_error"),
-        "final_test_error": last_epoch_metrics.get("test_error"),
-        "best_test_error": best_test if math.isfinite(best_test) else None,
-        "epochs_completed": epoch - 1,
-        "steps_completed": step,
-        "grad_ratio_first_last_init": ratio_init,
-        "grad_ratio_first_last": ratio_last,
-        "log10_grad_ratio_init": _log10(ratio_init),
-        "log10_grad_ratio": _log10(ratio_last),
-        "images_per_sec": last_epoch_metrics.get("images_per_sec"),
-        "wall_seconds": wall_before + time.time() - started,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    summary.update(summary_result(
+        status=status,
+        final_train_error=last_epoch_metrics.get("train_error"),
+        final_test_error=last_epoch_metrics.get("test_error"),
+        best_test_error=best_test if math.isfinite(best_test) else None,
+        epochs_completed=epoch - 1,
+        steps_completed=step,
+        grad_ratio_first_last_init=ratio_init,
+        grad_ratio_first_last=ratio_end(),
+    ))
+    summary.update(
+        images_per_sec=last_epoch_metrics.get("images_per_sec"),
+        wall_seconds=wall_before + time.time() - started,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     for sink in sinks:
         sink.finish(summary)
     if status == "interrupted":
@@ -397,9 +396,3 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
                     info.name, step)
         stop.forward()
     return summary
-
-
-def _log10(x: float | None) -> float | None:
-    if x is None or not math.isfinite(x) or x <= 0:
-        return None
-    return math.log10(x)

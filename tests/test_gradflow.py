@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from depthlab.gradflow import GradFlowProbe, first_last_ratio, output_std
+from depthlab.gradflow import GradFlowProbe, output_std
 from depthlab.models import build_model, describe
+from depthlab.rundir import first_last_ratio
 
 
 @pytest.mark.parametrize("arch,depth,options", [("residual", 20, {"shortcut": "B"}),

@@ -211,3 +211,11 @@ def test_only_the_probe_figures_module_touches_plots():
     users = sorted(m for m in modules() if _under(m, "depthlab.probe")
                    and any(_under(t, "depthlab.plots") for t in graph()[m]))
     assert users == ["depthlab.probe.figures"]
+
+
+def test_rundir_imports_nothing_of_depthlab_nor_torch_matplotlib_or_hydra():
+    """depthlab.rundir is at the bottom of both chains of DESIGN.md (train -> ... -> rundir,
+    report -> plots -> analysis -> rundir): every part may use it, so it uses none."""
+    inside, outside = _imports("depthlab.rundir")
+    assert not inside, f"depthlab.rundir imports {sorted(inside)}"
+    assert not outside & {"torch", "matplotlib", "hydra", "omegaconf", "numpy", "pandas"}

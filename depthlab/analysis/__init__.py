@@ -1,7 +1,7 @@
 """Run directories -> one table -> verdicts: does depth hurt, and do shortcuts fix it?
 
-Reads only what a run leaves on disk (see `depthlab.tracking.local` for the
-format), so it works on runs made yesterday, on another machine or by SLURM.
+Reads only what a run leaves on disk (see `depthlab.rundir` for the format),
+so it works on runs made yesterday, on another machine or by SLURM.
 It never imports torch or matplotlib, and it draws and writes nothing: figures
 are `depthlab.plots`, report.md / summary.csv are `depthlab.report`.
 

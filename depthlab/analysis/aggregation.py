@@ -13,12 +13,13 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from depthlab.rundir import STATUSES
+
 from .runs import ARCH_ORDER, setting_value
 
 # Per (architecture, depth) statistics: errors are fractions, ratios log10.
 STAT_COLUMNS = ["final_train_error", "final_test_error", "best_test_error",
                 "log10_grad_ratio_init", "log10_grad_ratio"]
-STATUSES = ("completed", "diverged", "running", "interrupted", "failed")
 
 
 # --------------------------------------------------------------------------- aggregation

@@ -1,8 +1,8 @@
 """Finding run directories, loading them into one table, and reading a run's files.
 
-Reads only what a run leaves on disk (see `depthlab.tracking.local` for the
-format): summary.json gives one table row per run; metrics_epochs.csv and
-gradflow.csv are read per run for the curves and gradient profiles.
+Reads only what a run leaves on disk (see `depthlab.rundir` for the format):
+summary.json gives one table row per run; metrics_epochs.csv and gradflow.csv are
+read per run for the curves and gradient profiles.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+
+from depthlab import rundir
 
 log = logging.getLogger("depthlab")
 
@@ -37,7 +39,8 @@ SETTINGS = ("layout", "norm", "data", "train_subset", "epochs", "shortcut", "pre
             "zero_init_residual")
 # Settings of the skip path only: ignored for plain nets.
 SKIP_PATH_SETTINGS = ("shortcut", "zero_init_residual")
-RUN_FILES = ("summary.json", "config.yaml", "metrics_epochs.csv", "gradflow.csv")
+# The files analysis reads: a path to one of them stands for its run directory.
+RUN_FILES = (rundir.SUMMARY, rundir.CONFIG, rundir.METRICS_EPOCHS, rundir.GRADFLOW)
 
 
 # --------------------------------------------------------------------------- finding and loading
@@ -46,8 +49,8 @@ RUN_FILES = ("summary.json", "config.yaml", "metrics_epochs.csv", "gradflow.csv"
 def is_run_dir(path: Path) -> bool:
     """A run directory holds summary.json, or config.yaml and metrics_epochs.csv."""
     path = Path(path)
-    return (path / "summary.json").is_file() or (
-        (path / "config.yaml").is_file() and (path / "metrics_epochs.csv").is_file())
+    return rundir.holds_run({name for name in (rundir.SUMMARY, rundir.CONFIG,
+                                                rundir.METRICS_EPOCHS) if (path / name).is_file()})
 
 
 def _find(paths: Iterable[str | Path], warnings: list[str]) -> list[Path]:
@@ -61,8 +64,7 @@ def _find(paths: Iterable[str | Path], warnings: list[str]) -> list[Path]:
             _warn(warnings, f"skipping {path}: no such directory")
             continue
         for root, dirs, files in os.walk(path):
-            names = set(files)
-            if "summary.json" in names or {"config.yaml", "metrics_epochs.csv"} <= names:
+            if rundir.holds_run(set(files)):
                 key = Path(root).resolve()
                 if key not in seen:
                     seen.add(key)
@@ -85,12 +87,11 @@ def _warn(warnings: list[str], message: str) -> None:
 
 def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """A run's summary.json as a dict, or (None, why it cannot be used) in one line."""
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
+    if not (Path(run_dir) / rundir.SUMMARY).is_file():
         return None, ("no summary.json (the run never started, or its directory was copied "
                       "without it)")
     try:
-        summary = json.loads(path.read_text())
+        summary = rundir.read_summary(run_dir)
     except (OSError, UnicodeDecodeError) as err:
         return None, f"summary.json is unreadable ({err})"
     except json.JSONDecodeError as err:
@@ -112,11 +113,7 @@ def _scalar(value: Any) -> Any:
 
 
 def _log10(value: Any) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return math.log10(value) if math.isfinite(value) and value > 0 else math.nan
+    return math.nan if (x := rundir.log10(value)) is None else x  # NaN, not None: a float column
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -142,7 +139,7 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
         row["run_dir"] = str(run_dir)
         rows.append(row)
         if row["status"] != "failed":
-            missing = [f for f in ("metrics_epochs.csv", "gradflow.csv")
+            missing = [f for f in (rundir.METRICS_EPOCHS, rundir.GRADFLOW)
                        if not (run_dir / f).is_file()]
             if missing:
                 _warn(warnings, f"{run_dir}: no {' or '.join(missing)}; the run stays in the "
@@ -245,14 +242,14 @@ def read_csv(run_dir: str | Path, name: str) -> pd.DataFrame | None:
     if frame.empty:
         return None
     for col in frame.columns:
-        if col not in ("layer", "stage", "block", "name", "kind"):
+        if col not in rundir.TEXT_COLUMNS:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame
 
 
 def epoch_metrics(run_dir: str | Path) -> pd.DataFrame | None:
     """metrics_epochs.csv: epoch, train_error, test_error, ... (fractions), or None."""
-    frame = read_csv(run_dir, "metrics_epochs.csv")
+    frame = read_csv(run_dir, rundir.METRICS_EPOCHS)
     if frame is None or "epoch" not in frame:
         return None
     frame = frame.dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last")
@@ -261,7 +258,7 @@ def epoch_metrics(run_dir: str | Path) -> pd.DataFrame | None:
 
 def gradflow(run_dir: str | Path) -> pd.DataFrame | None:
     """gradflow.csv restricted to main-path layers, with `position` = 1 (input side) .. depth."""
-    frame = read_csv(run_dir, "gradflow.csv")
+    frame = read_csv(run_dir, rundir.GRADFLOW)
     if frame is None or not {"step", "layer_index", "grad_norm"} <= set(frame.columns):
         return None
     frame = frame.dropna(subset=["step", "layer_index"])

@@ -12,6 +12,7 @@ import typer
 from depthlab.cli.common import console, fail, out
 from depthlab.cli.hydra_args import info_only, split_args
 from depthlab.config import ConfigError, LayoutChoice, expand_sweep, parse_overrides
+from depthlab.rundir import ERROR, SUMMARY, is_volatile
 
 HELP = """Run a sweep: every combination of the comma-separated values, one run each.
 
@@ -56,10 +57,8 @@ def default_sweep_name(prefix: str, overrides: list[str]) -> str:
     parts = []
     for o in sorted(overrides):
         key, _, value = o.partition("=")
-        # keys that don't change the experiment don't change its name
-        if key.startswith(("hydra", "run.fresh", "sweep.name", "paths.", "logger", "data.root",
-                           "data.cache_dir", "data.workers", "trainer.device", "trainer.threads",
-                           "trainer.log_every")):
+        # keys that don't change the experiment don't change its name; nor do Hydra's own
+        if key.startswith("hydra") or is_volatile(key):
             continue
         parts.append(f"{key.split('.')[-1]}{value}")
     name = re.sub(r"[^A-Za-z0-9.+_-]+", "-", "_".join(parts)).strip("-_") or "default"
@@ -112,7 +111,8 @@ def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefi
     from depthlab.progress import SweepClock
 
     outcomes = []
-    with SweepClock([r.seconds or 0.0 for r in plan.runs], plan.jobs).exported() as clock:
+    with SweepClock([r.seconds or 0.0 for r in plan.runs], plan.jobs,
+                    plan.seconds or 0.0).exported() as clock:
         for ovr in _with_layout(launches, plan):
             outcomes += launch(["--multirun", *flags, *ovr])
             clock.next_launch(len(expand_sweep(ovr)))
@@ -122,9 +122,9 @@ def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefi
     from depthlab.cli.report import build_report
 
     build_report([plan.sweep_dir], out_dir=plan.sweep_dir, title=title, commands=[command])
-    failed = [p for p in plan.sweep_dir.glob("*/summary.json") if '"failed"' in p.read_text()]
+    failed = [p for p in plan.sweep_dir.glob(f"*/{SUMMARY}") if '"failed"' in p.read_text()]
     if failed:
-        fail(f"{len(failed)} of {len(plan.runs)} runs failed (see their summary.json / error.txt)",
+        fail(f"{len(failed)} of {len(plan.runs)} runs failed (see their {SUMMARY} / {ERROR})",
              code=1)
 
 

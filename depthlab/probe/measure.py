@@ -20,8 +20,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from depthlab.gradflow import GradFlowProbe, first_last_ratio
+from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
+from depthlab.rundir import first_last_ratio, log10
 
 from .grid import ProbeConfig, ProbeError, ProbeSettings, configurations
 
@@ -134,7 +135,7 @@ def _nonfinite_note(loss: float, grad_norm: list[float], layers) -> str:
 
 
 def _log10(x: float) -> float:
-    return math.log10(x) if math.isfinite(x) and x > 0 else math.nan
+    return math.nan if (y := log10(x)) is None else y  # NaN, not None: the probe's float columns
 
 
 def _one_pass(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,

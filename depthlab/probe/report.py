@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import pandas as pd
 import torch
 
+from depthlab.rundir import RunSummary, atomic_write, summary_result, write_json
+
 from .figures import FIGURES, make_figures
 from .findings import _std, findings
 from .grid import ProbeConfig, ProbeError, ProbeSettings
@@ -64,7 +66,7 @@ def _settings_dict(result: ProbeResult) -> dict[str, Any]:
 
 
 def write_runs(result: ProbeResult, runs_dir: Path, group: str) -> list[Path]:
-    """One run-like directory per (configuration, seed) in depthlab.tracking.local's format
+    """One run-like directory per (configuration, seed) in depthlab.rundir's format
     (config.yaml, layers.csv, blocks.csv, gradflow.csv and activations.csv at step 0,
     header-only metrics CSVs, summary.json with status completed and no errors), so that
     `depthlab report <probe>/runs` reads them like runs stopped at initialisation."""
@@ -89,21 +91,22 @@ def write_runs(result: ProbeResult, runs_dir: Path, group: str) -> list[Path]:
         sink.start(info)
         sink.log_gradflow(0, r["record"])
         ratio = r["ratio"]
-        sink.finish({
-            "name": r["name"], "group": group, "kind": "probe", "arch": c.arch,
-            "depth": c.depth, "layout": s.layout, "norm": c.norm, "shortcut": c.shortcut,
-            "preact": False if c.arch != "dense" else None,
-            "zero_init_residual": False if c.arch != "dense" else None,
-            "seed": r["seed"], "data": result.data_name, "train_subset": None,
-            "params": r["params"], "flops": None, "epochs": 0, "total_steps": 0,
-            "device": result.device, "machine": result.machine, "status": "completed",
-            "diverged": False, "final_train_error": None, "final_test_error": None,
-            "best_test_error": None, "epochs_completed": 0, "steps_completed": 0,
-            "grad_ratio_first_last_init": ratio, "grad_ratio_first_last": ratio,
-            "log10_grad_ratio_init": r["log10_ratio"], "log10_grad_ratio": r["log10_ratio"],
-            "probe_batch": s.batch, "probe_loss": r["loss"], "probe_note": r["note"] or None,
-            "wall_seconds": r["seconds"],
-        })
+        summary = RunSummary(
+            name=r["name"], group=group, kind="probe", arch=c.arch,
+            depth=c.depth, layout=s.layout, norm=c.norm, shortcut=c.shortcut,
+            preact=False if c.arch != "dense" else None,
+            zero_init_residual=False if c.arch != "dense" else None,
+            seed=r["seed"], data=result.data_name, train_subset=None,
+            params=r["params"], flops=None, epochs=0, total_steps=0,
+            device=result.device, machine=result.machine)
+        # log10 of the ratio: None where measure's r["log10_ratio"] is NaN (both are null in JSON)
+        summary.update(summary_result(
+            status="completed", final_train_error=None, final_test_error=None,
+            best_test_error=None, epochs_completed=0, steps_completed=0,
+            grad_ratio_first_last_init=ratio, grad_ratio_first_last=ratio))
+        summary.update(probe_batch=s.batch, probe_loss=r["loss"], probe_note=r["note"] or None,
+                       wall_seconds=r["seconds"])
+        sink.finish(summary)
         written.append(run_dir)
     return written
 
@@ -111,8 +114,6 @@ def write_runs(result: ProbeResult, runs_dir: Path, group: str) -> list[Path]:
 def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
     """Write the probe directory: probe.json, probe.csv, probe_blocks.csv, summary.csv,
     the figures, report.md and runs/<name>/ per (configuration, seed)."""
-    from depthlab.tracking.local import atomic_write_text, write_json
-
     out = prepare_dir(Path(out_dir))
     paths: dict[str, Path] = {}
     write_json(out / MARKER, _settings_dict(result))
@@ -120,12 +121,12 @@ def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
     for key, name, frame in (("layers", "probe.csv", result.layers),
                              ("blocks", "probe_blocks.csv", result.blocks),
                              ("summary", "summary.csv", result.summary)):
-        atomic_write_text(out / name, frame.to_csv(index=False))
+        atomic_write(out / name, frame.to_csv(index=False))
         paths[key] = out / name
     paths.update(make_figures(result, out))
     write_runs(result, out / "runs", group=out.name)
     paths["runs"] = out / "runs"
-    atomic_write_text(out / "report.md", report_markdown(result, paths))
+    atomic_write(out / "report.md", report_markdown(result, paths))
     paths["report"] = out / "report.md"
     return paths
 

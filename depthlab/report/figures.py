@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from depthlab import plots
+from depthlab import plots, rundir
 
 FIGURES = {
     "error_curves": ("error_curves.png", "Training (dashed) and test (solid) error per epoch"),
@@ -38,7 +38,7 @@ def choose_heatmap_run(table: pd.DataFrame, name: str | None = None) -> pd.Serie
         if hits.empty:
             raise KeyError(f"no run named {name!r}; runs: {', '.join(table['name'].astype(str))}")
         return hits.iloc[0]
-    has = table[table["run_dir"].map(lambda d: (Path(d) / "gradflow.csv").is_file())]
+    has = table[table["run_dir"].map(lambda d: (Path(d) / rundir.GRADFLOW).is_file())]
     if has.empty:
         return None
     plain = has[has["arch"] == "plain"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from depthlab import rundir
 from depthlab.analysis import KNOWN_CLASSES
 
 # summary.csv: counts stay integers (blank where unknown, never "8.0").
@@ -33,7 +34,7 @@ def _run_config(run_dir: Any) -> dict[str, Any]:
 
     if not isinstance(run_dir, str):
         return {}
-    for path in (Path(run_dir) / "config.yaml", Path(run_dir) / ".hydra" / "config.yaml"):
+    for path in (Path(run_dir) / rundir.CONFIG, Path(run_dir) / rundir.HYDRA_CONFIG):
         try:
             cfg = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError):

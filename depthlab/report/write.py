@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -27,18 +26,10 @@ from depthlab.analysis import (
     status_counts,
     verdicts,
 )
+from depthlab.rundir import atomic_write
 
 from .figures import FIGURES, make_figures
 from .summary_csv import summary_csv_table
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _machine_line(table: pd.DataFrame) -> str:
@@ -111,7 +102,7 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, *, title: str,
 
     paths: dict[str, Path] = {}
     summary_path = out_dir / "summary.csv"
-    _atomic_write(summary_path, summary_csv_table(table).to_csv(index=False))
+    atomic_write(summary_path, summary_csv_table(table).to_csv(index=False))
     paths["summary"] = summary_path
 
     comp = comparison_rows(table)
@@ -136,7 +127,7 @@ def write_report(table: pd.DataFrame, out_dir: str | Path, *, title: str,
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     md_path = out_dir / "report.md"
-    _atomic_write(md_path, "\n".join(md))
+    atomic_write(md_path, "\n".join(md))
     paths["markdown"] = md_path
 
     e = html.escape
@@ -180,7 +171,7 @@ img {{ max-width: 100%; }} figure {{ margin: 1.5rem 0; }} figcaption {{ font-sty
 </body></html>
 """
     html_path = out_dir / "report.html"
-    _atomic_write(html_path, page)
+    atomic_write(html_path, page)
     paths["html"] = html_path
     paths.update(figures)
     return paths

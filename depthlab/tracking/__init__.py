@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from depthlab.models import Layer
+if TYPE_CHECKING:  # for the annotation only: importing tracking loads no torch
+    from depthlab.models import Layer
 
 
 @dataclass

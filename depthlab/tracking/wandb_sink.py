@@ -59,21 +59,22 @@ import secrets
 import string
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from depthlab.gradflow import first_last_ratio
-from depthlab.models import Layer
+from depthlab import rundir
+from depthlab.rundir import atomic_write, first_last_ratio, log10
 
 from . import RunInfo
-from .local import atomic_write_text
+
+if TYPE_CHECKING:  # for annotations only: importing the sink loads no torch
+    from depthlab.models import Layer
 
 log = logging.getLogger("depthlab")
 
 MODES = ("offline", "online", "disabled")
 SERIES = ("grad_norm", "weight_norm", "ratio", "act_std")
-ID_FILE = "wandb_id.txt"
 TABLE_COLUMNS = ["layer_index", "layer", "stage", "shortcut", "grad_norm", "weight_norm", "ratio",
                  "act_std", "step", "epoch"]
 HEATMAP_COLUMNS = 512  # most recorded steps drawn in the heatmap (evenly thinned past that)
@@ -161,11 +162,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
-
-
-def _log10(value: Any) -> float | None:
-    x = _number(value)
-    return math.log10(x) if x is not None and x > 0 else None
 
 
 def _scalars(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -284,7 +280,7 @@ class WandbSink:
         ratio = _number(first_last_ratio(self._info.layers, record.grad_norm))
         if ratio is not None:
             row["gradflow/ratio_first_last"] = ratio
-        if (lg := _log10(ratio)) is not None:
+        if (lg := log10(ratio)) is not None:
             row["gradflow/log10_ratio_first_last"] = lg
         self._log(row, record.step)
 
@@ -328,14 +324,14 @@ class WandbSink:
 
     def _run_id(self, run: RunInfo) -> str:
         """The id in run_dir/wandb_id.txt when resuming; a new one (written there) otherwise."""
-        path = Path(run.run_dir) / ID_FILE
+        path = Path(run.run_dir) / rundir.WANDB_ID
         if run.resumed_from_step is not None and path.exists():
             run_id = path.read_text().strip()
             if run_id and all(ch.isalnum() or ch in "-_" for ch in run_id):
                 return run_id
         run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, run_id + "\n")
+        atomic_write(path, run_id + "\n")
         return run_id
 
     def _remember(self, step: int, epoch: int, grad_norm: list[float]) -> None:
@@ -344,7 +340,7 @@ class WandbSink:
 
     def _load_history(self, run: RunInfo) -> None:
         """Gradient norms recorded before a resume, from the run directory's gradflow.csv."""
-        path = Path(run.run_dir) / "gradflow.csv"
+        path = Path(run.run_dir) / rundir.GRADFLOW
         if not path.exists():
             return
         position = {layer.name: i for i, layer in enumerate(run.layers)}
@@ -396,7 +392,7 @@ class WandbSink:
         xs, ys, keys = [], [], []
         for p in picks:
             step, rec_epoch, grads = self._records[p]
-            points = [(x, _log10(grads[i])) for i, x in main]
+            points = [(x, log10(grads[i])) for i, x in main]
             points = [(x, y) for x, y in points if y is not None]
             xs.append([x for x, _ in points])
             ys.append([y for _, y in points])

@@ -1,4 +1,4 @@
-"""Hand-made run directories with known numbers, in the format of depthlab.tracking.local.
+"""Hand-made run directories with known numbers, in the format of depthlab.rundir.
 
 No training: each file is written as a real run would leave it, with the
 final numbers the test chooses, so the analysis can be checked against them.

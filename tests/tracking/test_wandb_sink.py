@@ -19,8 +19,9 @@ import wandb
 import yaml
 
 from depthlab.config import conf_dir
-from depthlab.gradflow import GradFlowRecord, first_last_ratio
+from depthlab.gradflow import GradFlowRecord
 from depthlab.models import Layer, build_model, describe
+from depthlab.rundir import first_last_ratio
 from depthlab.tracking import RunInfo
 from depthlab.tracking.local import LocalSink
 from depthlab.tracking.safe import SafeSink
