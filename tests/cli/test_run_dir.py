@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 import depthlab.train
@@ -15,7 +14,7 @@ from depthlab.data import build_data
 from depthlab.launch import launch
 from depthlab.models import build_model
 
-from helpers import TINY, cli, csv, summary
+from helpers import TINY, cli, csv, evaluate_by_hand, summary
 
 RUN = Path("runs/residual-8-s0")
 
@@ -70,24 +69,16 @@ def test_recorded_test_error_equals_an_independent_evaluation_of_the_checkpoint(
     assert state["epoch"] == 3  # the checkpoint after the last (2nd) epoch
     model = build_model("residual", 8, num_classes=10, layout="cifar", image_size=32)
     model.load_state_dict(state["model"])
-    model.eval()
     cfg = compose_config(["data=synthetic", "data.train_size=128", "data.test_size=64"])
     data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "layout"}
     data = build_data(data_cfg, batch_size=32, eval_batch_size=64, device="cpu", seed=0)
-    wrong = seen = 0
-    loss = 0.0
-    with torch.no_grad():
-        for x, y in data.test:
-            out = model(x)
-            wrong += (out.argmax(1) != y).sum().item()
-            loss += F.cross_entropy(out, y, reduction="sum").item()
-            seen += len(y)
+    error, loss, seen = evaluate_by_hand(model, data.test)
     assert seen == 64
     s = summary(RUN)
-    assert s["final_test_error"] == wrong / seen
+    assert s["final_test_error"] == error
     last = csv(RUN, "metrics_epochs.csv").iloc[-1]
-    assert last.test_error == wrong / seen
-    assert last.test_loss == pytest.approx(loss / seen, rel=1e-5)
+    assert last.test_error == error
+    assert last.test_loss == pytest.approx(loss, rel=1e-5)
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from depthlab.cli import app
 from depthlab.data import build_data
 from depthlab.lesion import LesionError, blocks_of, lesion, lesioned, load_run
 from depthlab.models import build_model
+
+from cli.helpers import evaluate_by_hand
 
 
 def cli(*args: str):
@@ -28,20 +29,12 @@ def test_nothing_deleted_reproduces_an_independent_evaluation(fixture_runs):
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = build_model("residual", 14, layout="cifar", num_classes=10)
     model.load_state_dict(state["model"])
-    model.eval()
     data = build_data({"name": "synthetic", "train_size": 64, "test_size": 96},
                       batch_size=32, eval_batch_size=96, device="cpu", seed=0)
-    wrong = total = 0
-    loss = 0.0
-    with torch.no_grad():
-        for x, y in data.test:
-            out = model(x)
-            wrong += (out.argmax(1) != y).sum().item()
-            loss += F.cross_entropy(out, y, reduction="sum").item()
-            total += len(y)
+    error, loss, total = evaluate_by_hand(model, data.test)
     assert total == 96
-    assert original.test_error == wrong / total
-    assert original.test_loss == pytest.approx(loss / total, rel=1e-5)
+    assert original.test_error == error
+    assert original.test_loss == pytest.approx(loss, rel=1e-5)
     assert 0 < original.test_error < 1
 
 
