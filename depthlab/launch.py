@@ -74,6 +74,25 @@ def config_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
+def check_same_run(run_dir: Path, cfg: dict[str, Any]) -> None:
+    """RunConflict when run_dir holds a run with a different config (keys that don't
+    change the experiment aside); an unreadable config.yaml is no conflict: the run
+    starts over. Checked by each job, and by the preflight for a whole sweep at once."""
+    config_path = run_dir / rundir.CONFIG
+    if not config_path.exists():
+        return
+    try:
+        old = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError:
+        return
+    diffs = config_difference(old, cfg)
+    if diffs:
+        raise RunConflict(
+            f"{run_dir} holds a run with a different config ({'; '.join(diffs[:3])}); "
+            "pass --fresh to replace it, or run.name=... / sweep.name=... for a new one"
+        )
+
+
 def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> RunSummary | None:
     """Return the summary of a finished run to skip, or None to (re)start training."""
     if fresh:
@@ -84,19 +103,8 @@ def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> RunSumma
         if log_file.exists():  # Hydra's handler holds it open (append mode): empty it, keep it
             log_file.open("r+").truncate(0)
         return None
-    config_path, summary_path = run_dir / rundir.CONFIG, run_dir / rundir.SUMMARY
-    if config_path.exists():
-        try:
-            old = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError:
-            old = None
-        if old is not None:
-            diffs = config_difference(old, cfg)
-            if diffs:
-                raise RunConflict(
-                    f"{run_dir} holds a run with a different config ({'; '.join(diffs[:3])}); "
-                    "pass --fresh to replace it, or run.name=... / sweep.name=... for a new one"
-                )
+    check_same_run(run_dir, cfg)
+    summary_path = run_dir / rundir.SUMMARY
     if summary_path.exists():
         try:
             summary = rundir.read_summary(run_dir)
@@ -218,6 +226,7 @@ def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
     from depthlab import train
     from depthlab.data import config_facts
     from depthlab.models import describe
+    from depthlab.optim import run_length
 
     arch, data, t = cfg["arch"], cfg["data"], cfg["trainer"]
     facts = config_facts({k: v for k, v in data.items() if k != "layout"})
@@ -235,13 +244,8 @@ def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
     except ValueError:
         pass
     steps_per_epoch = (facts["train_size"] or 0) // max(1, int(t["batch_size"]))
-    if t.get("iterations"):
-        out["total_steps"] = int(t["iterations"])
-        if steps_per_epoch:
-            out["epochs"] = -(-out["total_steps"] // steps_per_epoch)
-    else:
-        out["epochs"] = int(t["epochs"])
-        out["total_steps"] = out["epochs"] * steps_per_epoch or None
+    out["epochs"], total_steps = run_length(t, steps_per_epoch)
+    out["total_steps"] = total_steps or None
     if facts["num_classes"] and facts["image_size"]:
         try:  # the model as the run would have built it, on the CPU
             desc = describe(train.make_model(cfg, facts["num_classes"], facts["image_size"]))

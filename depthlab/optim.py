@@ -83,6 +83,18 @@ def make_optimizer(cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Opti
     return lookup(OPTIMIZERS, "optimizer", "optim.name", o["name"])(model.parameters(), o)
 
 
+def run_length(trainer: Mapping[str, Any], steps_per_epoch: int) -> tuple[int | None, int]:
+    """(epochs, optimizer steps) of a run: trainer.iterations when set (the papers count
+    iterations; the last epoch may be partial), else trainer.epochs whole epochs.
+    steps_per_epoch 0 means unknown (a run that failed before its data was read): then
+    epochs is None for an iterations run, and the steps of an epochs run are 0."""
+    if trainer.get("iterations"):
+        total = int(trainer["iterations"])
+        return (math.ceil(total / steps_per_epoch) if steps_per_epoch else None), total
+    epochs = int(trainer["epochs"])
+    return epochs, epochs * steps_per_epoch
+
+
 def learning_rate(schedule: Mapping[str, Any], base_lr: float, step: int, total: int) -> float:
     """The learning rate of 0-based `step` of `total`: a linear warm-up over the first
     `warmup * total` steps (base_lr * (step + 1) / warm-up steps), then the schedule

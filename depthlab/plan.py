@@ -46,7 +46,6 @@ class PlannedRun:
 
 @dataclass
 class Plan:
-    title: str
     sweep_dir: Path
     runs: list[PlannedRun]
     layout: LayoutChoice
@@ -87,7 +86,7 @@ def compose_runs(launches: list[list[str]], dirs: list[Path]) -> list[tuple[list
     return out
 
 
-def make_plan(launches: list[list[str]], dirs: list[Path], *, title: str,
+def make_plan(launches: list[list[str]], dirs: list[Path], *,
               layout: LayoutChoice | None = None) -> Plan:
     """Compose and check every run of the launches; decide the sweep's layout once.
 
@@ -124,7 +123,7 @@ def make_plan(launches: list[list[str]], dirs: list[Path], *, title: str,
                                net=_net_key(resolved)))
     first = composed[0][1]
     launcher, jobs = _launcher(first)
-    return Plan(title=title, sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
+    return Plan(sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
                 launcher=launcher, jobs=jobs)
 
 
@@ -158,12 +157,12 @@ def _net_key(cfg: dict[str, Any]) -> tuple:
 
 # --- estimates -----------------------------------------------------------------------
 
-def steps_of(cfg: dict[str, Any], train_size: int) -> int:
-    """Optimizer steps of one run (the loaders drop the last partial training batch)."""
-    t = cfg["trainer"]
-    if t.get("iterations"):
-        return int(t["iterations"])
-    return int(t["epochs"]) * (train_size // int(t["batch_size"]))
+def run_length(cfg: dict[str, Any], train_size: int) -> tuple[int, int]:
+    """(epochs, optimizer steps) of one run, as train.run counts them (the loaders drop
+    the last partial training batch; the preflight made sure there is a whole one)."""
+    from depthlab.optim import run_length as length  # torch: only once the plan is made
+
+    return length(cfg["trainer"], train_size // int(cfg["trainer"]["batch_size"]))
 
 
 def time_step(cfg: dict[str, Any], *, image_size: int, num_classes: int) -> float:
@@ -227,7 +226,7 @@ def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]]) -> None:
         pass
     for run in plan.runs:
         train_size, test_size, image_size, classes = sizes[data_key(run.cfg)]
-        run.steps = steps_of(run.cfg, train_size)
+        epochs, run.steps = run_length(run.cfg, train_size)
         if run.net not in per_net:
             try:
                 per_net[run.net] = time_step(run.cfg, image_size=image_size, num_classes=classes)
@@ -238,7 +237,6 @@ def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]]) -> None:
             run.seconds = None
             continue
         t = run.cfg["trainer"]
-        epochs = max(1, -(-run.steps // max(1, train_size // int(t["batch_size"]))))
         evals = -(-epochs // int(t["eval_every"]))
         # evaluation: a forward pass is about a third of a training step per image
         eval_s = evals * test_size * run.step_seconds / int(t["batch_size"]) / 3

@@ -14,11 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-
 from depthlab.config import ConfigError
 from depthlab.plan import Plan, data_key
-from depthlab.rundir import CONFIG
 
 
 def check_writable(runs_dir: Path) -> None:
@@ -61,22 +58,13 @@ def check_conflicts(plan: Plan, fresh: bool) -> None:
     the completed run there stays as it is (pass --fresh or another sweep.name)."""
     if fresh:
         return
-    from depthlab.launch import config_difference
+    from depthlab.launch import RunConflict, check_same_run
 
     for run in plan.runs:
-        path = run.run_dir / CONFIG
-        if not path.exists():
-            continue
         try:
-            old = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            continue  # unreadable: the run itself decides (it starts over)
-        diffs = config_difference(old, run.cfg)
-        if diffs:
-            raise ConfigError(
-                f"{run.run_dir} holds a run with a different config ({'; '.join(diffs[:3])}); "
-                "pass --fresh to replace it, or sweep.name=... for a new sweep"
-            )
+            check_same_run(run.run_dir, run.cfg)
+        except RunConflict as err:
+            raise ConfigError(str(err)) from None
 
 
 def preflight(plan: Plan, *, fresh: bool, fetch: bool) -> dict[str, tuple[int, int, int, int]]:

@@ -26,7 +26,7 @@ from depthlab.checkpoint import load_checkpoint, save_checkpoint
 from depthlab.data import build_data
 from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
-from depthlab.optim import learning_rate, make_optimizer
+from depthlab.optim import learning_rate, make_optimizer, run_length
 from depthlab.progress import TrainProgress
 from depthlab.rundir import RunSummary, first_last_ratio, summary_head, summary_result
 from depthlab.tracking import RunInfo
@@ -162,12 +162,7 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
     if steps_per_epoch == 0:
         raise ValueError(f"the training set ({data.train_size} images) is smaller than one batch "
                          f"({t['batch_size']}); lower trainer.batch_size")
-    if t.get("iterations"):
-        total_steps = int(t["iterations"])
-        epochs = math.ceil(total_steps / steps_per_epoch)
-    else:
-        epochs = int(t["epochs"])
-        total_steps = epochs * steps_per_epoch
+    epochs, total_steps = run_length(t, steps_per_epoch)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     precision = t.get("precision", "fp32")

@@ -60,7 +60,7 @@ def compare(
                               dirs, resolve=False)
         depth_arg = next((o for o in overrides if o.partition("=")[0] == "depth"), None)
         depths = [] if depth_arg is None else [
-            int(v) for run in expand_sweep([depth_arg]) for v in [run[0].partition("=")[2]]]
+            int(run[0].partition("=")[2]) for run in expand_sweep([depth_arg])]
     except (ConfigError, ValueError) as err:
         fail(str(err))
     data_layout = str(OmegaConf.select(base, "data.layout", default="cifar"))

@@ -94,7 +94,7 @@ def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefi
     from depthlab.preflight import preflight
 
     try:
-        plan = make_plan(launches, dirs, title=title, layout=layout)
+        plan = make_plan(launches, dirs, layout=layout)
         sizes = preflight(plan, fresh=fresh, fetch=not dry_run)
         with console.status("timing a few steps of each net for the estimate"):
             estimate(plan, sizes)

@@ -82,18 +82,19 @@ def _cifar10(cfg: Mapping[str, Any], fetch: bool) -> DataSurvey:
             if not existed:  # leave nothing behind: the folder was made for the download
                 shutil.rmtree(root, ignore_errors=True)
             raise
+    what = "the pickled release" if source.layout == "pickled" else "image folders"
     if fetch:  # decode once here into data.cache_dir, not in every parallel run at once
-        load_arrays(o)
-    if source.layout == "pickled":
+        arrays = load_arrays(o)  # (it checks the files and lists the images itself)
+        train, test = len(arrays["train_y"]), len(arrays["test_y"])
+    elif source.layout == "pickled":
         _pickled(source.path)  # all batch files there
-        train, test, what = CIFAR10_TRAIN, CIFAR10_TEST, "the pickled release"
+        train, test = CIFAR10_TRAIN, CIFAR10_TEST
     else:
         from .folder import image_folder
 
         check_split_dirs(source.path, "train", "test")
         train = len(image_folder(source.path / "train").samples)
         test = len(image_folder(source.path / "test").samples)
-        what = "image folders"
     n_train, n_test = _subset(cfg, "train_subset", train), _subset(cfg, "test_subset", test)
     return DataSurvey(f"cifar10: {what} in {source.path}; {_sizes(n_train, train, n_test, test)}",
                       n_train, n_test, SIZE, 10)
