@@ -263,6 +263,21 @@ def check_config(cfg: DictConfig | dict) -> None:
     # applies the same rule once trainer.device=auto is resolved.
     if t.precision == "fp16" and device == "cpu":
         raise ConfigError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    devices = t.get("devices", 1)
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        raise ConfigError(f"trainer.devices must be a positive number of processes, got {devices!r}")
+    if t.batch_size % devices:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} is the global batch and must divide "
+                          f"by trainer.devices={devices}; use a multiple of {devices}")
+    if devices > 1 and device != "cpu":
+        import torch
+
+        gpus = torch.cuda.device_count()  # auto without a GPU: CPU processes (gloo)
+        if (gpus or device != "auto") and gpus < devices:
+            raise ConfigError(f"trainer.devices={devices} but this machine has {gpus} CUDA "
+                              f"device(s); use at most {gpus}, or trainer.device=cpu")
+    if c.arch.get("sync_bn") and device == "cpu":
+        raise ConfigError("arch.sync_bn=true needs CUDA (SyncBatchNorm); use it with trainer.device=cuda")
     wandb_cfg = c.get("logger", {}).get("wandb")
     if wandb_cfg is not None:
         from depthlab.tracking.wandb_sink import WandbConfig  # no wandb import: cheap

@@ -12,6 +12,7 @@ without touching it (RunConflict).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import traceback
@@ -93,8 +94,12 @@ def check_same_run(run_dir: Path, cfg: dict[str, Any]) -> None:
         )
 
 
-def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool) -> RunSummary | None:
-    """Return the summary of a finished run to skip, or None to (re)start training."""
+def prepare_run_dir(run_dir: Path, cfg: dict[str, Any], fresh: bool,
+                    writer: bool = True) -> RunSummary | None:
+    """Return the summary of a finished run to skip, or None to (re)start training.
+    Only the writer (rank 0 of a run on several processes) deletes anything."""
+    if fresh and not writer:
+        return None
     if fresh:
         for name in rundir.FILES:
             (run_dir / name).unlink(missing_ok=True)
@@ -135,9 +140,14 @@ def make_sinks(cfg: dict[str, Any]) -> list[Any]:
 def run_job(cfg: DictConfig) -> RunSummary | None:
     from depthlab import train
     from depthlab.config import ConfigError, check_config
+    from depthlab.engine.setup import PrecisionError
     from depthlab.data import DataError
     from depthlab.models import ArchitectureError
 
+    from depthlab.engine import distributed
+
+    distributed.adopt_submitit()  # a SLURM job of several tasks: each task is one rank
+    writer = distributed.from_env().main
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
@@ -150,13 +160,13 @@ def run_job(cfg: DictConfig) -> RunSummary | None:
     new_dir = _is_new(run_dir)
     try:
         check_config(cfg)
-        done = prepare_run_dir(run_dir, container, bool(cfg.run.fresh))
+        done = prepare_run_dir(run_dir, container, bool(cfg.run.fresh), writer)
         if done is not None:
             log.info("%s: already %s, skipping (--fresh to run it again)", cfg.run.name,
                      done["status"])
             OUTCOMES.append(JobOutcome(run_dir, "skipped", done))
             return done
-        summary = train.run(container, run_dir, group=group, extra_sinks=make_sinks(container))
+        summary = train.run(container, run_dir, group=group, sink_factory=make_sinks)
         OUTCOMES.append(JobOutcome(run_dir, summary["status"], summary))
         if summary["status"] == "interrupted" and multirun:
             # Ctrl-C / SIGTERM stops the whole sweep, not just this run; the same
@@ -169,16 +179,14 @@ def run_job(cfg: DictConfig) -> RunSummary | None:
         message = " ".join(str(err).split())
         OUTCOMES.append(JobOutcome(run_dir, "conflict", None, message, user_error=True))
         return None
-    except (ConfigError, DataError, ArchitectureError, train.PrecisionError, FileNotFoundError,
+    except (ConfigError, DataError, ArchitectureError, PrecisionError, FileNotFoundError,
             PermissionError) as err:
         message = " ".join(str(err).split())
-        if not multirun:
+        if writer and not multirun and new_dir:
             # bad input: leave nothing behind but what was there before
-            if new_dir:
-                _remove_new_dirs(run_dir, Path(cfg.paths.runs_dir))
-            OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
-            return None
-        _record_failure(run_dir, cfg, container, group, message)
+            _remove_new_dirs(run_dir, Path(cfg.paths.runs_dir))
+        elif writer and multirun:
+            _record_failure(run_dir, cfg, container, group, message)
         OUTCOMES.append(JobOutcome(run_dir, "failed", None, message, user_error=True))
         return None
     except KeyboardInterrupt:
@@ -186,8 +194,9 @@ def run_job(cfg: DictConfig) -> RunSummary | None:
     except Exception as err:  # a bug or a crash in one run must not end a sweep
         message = f"{type(err).__name__}: {' '.join(str(err).split())}"
         log.error("%s failed: %s", cfg.run.name, message)
-        (run_dir / rundir.ERROR).write_text(traceback.format_exc())
-        _record_failure(run_dir, cfg, container, group, message)
+        if writer:
+            (run_dir / rundir.ERROR).write_text(traceback.format_exc())
+            _record_failure(run_dir, cfg, container, group, message)
         OUTCOMES.append(JobOutcome(run_dir, "failed", None, message))
         return None
 
@@ -223,8 +232,8 @@ def _record_failure(run_dir: Path, cfg: DictConfig, container: dict[str, Any], g
 def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
     """The descriptive keys of train.run's summary that the config alone gives
     (num_classes and sizes as far as the data config tells them; None otherwise)."""
-    from depthlab import train
     from depthlab.data import config_facts
+    from depthlab.engine.setup import machine, make_model, resolve_device
     from depthlab.models import describe
     from depthlab.optim import run_length
 
@@ -237,10 +246,10 @@ def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
         seed=cfg["seed"], data=data["name"], num_classes=facts["num_classes"],
         train_subset=data.get("train_subset"), train_size=facts["train_size"],
         test_size=facts["test_size"], params=None, flops=None, epochs=None,
-        total_steps=None, device=str(t["device"]), machine=train.machine(),
+        total_steps=None, device=str(t["device"]), machine=machine(),
     )
     try:
-        out["device"] = str(train.resolve_device(str(t["device"])))  # as train.run records it
+        out["device"] = str(resolve_device(str(t["device"])))  # as train.run records it
     except ValueError:
         pass
     steps_per_epoch = (facts["train_size"] or 0) // max(1, int(t["batch_size"]))
@@ -248,7 +257,7 @@ def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
     out["total_steps"] = total_steps or None
     if facts["num_classes"] and facts["image_size"]:
         try:  # the model as the run would have built it, on the CPU
-            desc = describe(train.make_model(cfg, facts["num_classes"], facts["image_size"]))
+            desc = describe(make_model(cfg, facts["num_classes"], facts["image_size"]))
         except Exception:  # noqa: BLE001 (best effort: the failure being recorded may be this)
             desc = {}
         out.update({k: desc[k] for k in ("arch", "depth", "layout", "norm", "shortcut", "preact",
@@ -264,6 +273,9 @@ def hydra_entry(cfg: DictConfig) -> RunSummary | None:
 def launch(args: list[str]) -> list[JobOutcome]:
     """Run Hydra with `args` (overrides and Hydra flags) as its command line."""
     OUTCOMES.clear()
+    if os.environ.get("RANK", "0") != "0":
+        # under torchrun: Hydra's record of the config and its train.log are rank 0's
+        args = [*args, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
     argv = sys.argv
     sys.argv = ["depthlab", *args]
     try:

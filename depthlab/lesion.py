@@ -79,7 +79,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto", eval_batch_size: int 
     from depthlab.checkpoint import load_checkpoint
     from depthlab.data import DataError, build_data
     from depthlab.models import ArchitectureError
-    from depthlab.train import make_model
+    from depthlab.engine.setup import make_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -138,7 +138,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto", eval_batch_size: int 
 
 
 def _device(name: str) -> torch.device:
-    from depthlab.train import resolve_device
+    from depthlab.engine.setup import resolve_device
 
     try:
         return resolve_device(name, what="--device")
@@ -228,7 +228,7 @@ def lesioned(model: nn.Module, block_name: str) -> Iterator[nn.Module]:
 
 def evaluate(model: nn.Module, loader) -> tuple[float, float]:
     """(test loss, test error) exactly as depthlab.train evaluates a run."""
-    from depthlab.train import evaluate as train_evaluate
+    from depthlab.engine.loop import evaluate as train_evaluate
 
     return train_evaluate(model, loader, nullcontext)
 

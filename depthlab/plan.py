@@ -51,6 +51,7 @@ class Plan:
     layout: LayoutChoice
     launcher: str
     jobs: int  # runs at once
+    processes: int = 1  # per run: trainer.devices, or the tasks of a SLURM/submitit job (DDP)
     data: dict[str, str] = field(default_factory=dict)  # data config key -> description
     timing_seconds: float = 0.0
     device: str = ""
@@ -123,8 +124,13 @@ def make_plan(launches: list[list[str]], dirs: list[Path], *,
                                net=_net_key(resolved)))
     first = composed[0][1]
     launcher, jobs = _launcher(first)
+    node = OmegaConf.select(first, "hydra.launcher", default=None)
+    tasks = 1
+    if launcher in ("slurm", "submitit_local"):  # each task of a job is one rank of the run
+        tasks = int(node.get("tasks_per_node") or 1) * int(node.get("nodes") or 1)
+    processes = max(tasks, int(runs[0].cfg["trainer"].get("devices") or 1))
     return Plan(sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
-                launcher=launcher, jobs=jobs)
+                launcher=launcher, jobs=jobs, processes=processes)
 
 
 def _data_layout(cfg: DictConfig) -> str:
@@ -175,7 +181,7 @@ def time_step(cfg: dict[str, Any], *, image_size: int, num_classes: int) -> floa
     import torch
     import torch.nn.functional as F
 
-    from depthlab.train import make_model, resolve_device
+    from depthlab.engine.setup import make_model, resolve_device
 
     t = cfg["trainer"]
     device = resolve_device(str(t["device"]))
@@ -244,7 +250,7 @@ def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]]) -> None:
     known = [r.seconds for r in plan.runs if r.seconds is not None]
     plan.seconds = makespan(known, plan.jobs) if known else None
     plan.timing_seconds = time.perf_counter() - started
-    from depthlab.train import resolve_device
+    from depthlab.engine.setup import resolve_device
 
     device = resolve_device(str(plan.runs[0].cfg["trainer"]["device"]))
     if device.type == "cuda":
@@ -313,6 +319,10 @@ def format_plan(plan: Plan) -> list[str]:
         *[f"  data      {d}" for d in plan.data.values()],
         f"  device    {plan.device}; launcher {plan.launcher} ({at_once})",
     ]
+    if plan.processes > 1:
+        b = int(t["batch_size"])
+        lines.append(f"  processes {plan.processes} per run (DistributedDataParallel): the global batch "
+                     f"{b} = {plan.processes} x {b // plan.processes}; estimate timed as one process")
     steps = dict.fromkeys(r.steps for r in runs)
     per_run = (f"{next(iter(steps)):,} per run" if len(steps) == 1
                else f"{min(steps):,} to {max(steps):,} per run")

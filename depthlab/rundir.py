@@ -126,6 +126,7 @@ class RunSummary(TypedDict, total=False):
     total_steps: int | None
     device: str
     machine: str
+    processes: int  # ranks of a run on several processes (DDP); absent for one process
     normalisation: str  # how the data set's images were normalised
     # how it went
     status: str  # one of STATUSES
@@ -232,8 +233,8 @@ def log10(value: Any) -> float | None:
 # Config keys that may change between invocations of the same run without making it a
 # different run (where it runs, how it logs, where files go). A key covers the keys
 # under it. launch compares configs without them; a sweep's default name leaves them out.
-VOLATILE = ("run.fresh", "logger", "trainer.device", "trainer.threads", "trainer.log_every",
-            "data.root", "data.cache_dir", "data.workers", "paths", "sweep")
+VOLATILE = ("run.fresh", "logger", "trainer.device", "trainer.devices", "trainer.threads",
+            "trainer.log_every", "data.root", "data.cache_dir", "data.workers", "paths", "sweep")
 
 
 def is_volatile(key: str) -> bool:

@@ -250,7 +250,7 @@ def synthetic_batches(cfg: dict[str, Any]) -> tuple[list[tuple[torch.Tensor, tor
 
 
 def fresh_model(cfg: dict[str, Any], data: Any) -> torch.nn.Module:
-    from depthlab.train import make_model
+    from depthlab.engine.setup import make_model
 
     torch.manual_seed(int(cfg["seed"]))
     model = make_model(cfg, data.num_classes, data.image_size)

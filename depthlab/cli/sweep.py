@@ -48,7 +48,9 @@ the verdicts and report.md in the sweep directory.
 Launchers (Hydra plugins): basic (default, one run after another), joblib
 (several at once on this machine), submitit_local, slurm (submitit on a SLURM
 cluster; edit partition, GPUs, time and memory with hydra.launcher.* overrides,
-see conf/hydra/launcher/slurm.yaml).
+see conf/hydra/launcher/slurm.yaml), slurm_ddp (each run one SLURM job of
+nodes x gpus_per_node tasks, one DistributedDataParallel rank per GPU). With
+trainer.devices=N every run uses N processes on this machine.
 """
 
 

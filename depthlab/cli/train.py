@@ -17,8 +17,9 @@ Arguments are Hydra overrides (key=value, group=option) and Hydra flags.
 
 Most used keys: depth, seed, arch.layout (cifar|imagenet), arch.norm (batch|none),
 arch.shortcut (A|B|C), data.root, data.train_subset, trainer.epochs,
-trainer.batch_size, optim.lr, paths.runs_dir. Print the whole composed config
-with --cfg job.
+trainer.batch_size (the global batch), trainer.devices (processes for this
+run: DistributedDataParallel, one GPU each, gloo on the CPU), optim.lr,
+paths.runs_dir. Print the whole composed config with --cfg job.
 
 The run writes runs/<arch>-<depth>-s<seed>/ (config.yaml, metrics and
 gradflow CSVs, checkpoint.pt, summary.json). Running the same command again
@@ -31,6 +32,10 @@ resumes an unfinished run and skips a finished one; --fresh starts over.
   depthlab train arch=residual depth=20 data=synthetic trainer.epochs=2 logger=none
 
   depthlab train experiment=resnet_cifar_paper depth=110 trainer=gpu
+
+  depthlab train experiment=imagenet_plain_vs_residual depth=50 data.root=/data/imagenet trainer=gpu trainer.devices=8
+
+  torchrun --standalone --nproc-per-node 8 -m depthlab train depth=50 trainer=gpu ...
 
   depthlab train --cfg job arch=dense depth=100
 """

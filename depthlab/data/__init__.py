@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from . import cifar10, folder, synthetic
-from .base import DataBundle, DataError, Loader, check_batch_sizes, expand, parse_options
+from .base import DataBundle, DataError, Loader, Shard, check_batch_sizes, expand, parse_options
 
 BUILDERS: dict[str, Callable[..., DataBundle]] = {
     "cifar10": cifar10.build,
@@ -31,15 +31,17 @@ BUILDERS: dict[str, Callable[..., DataBundle]] = {
 }
 NAMES = tuple(BUILDERS)
 
-__all__ = ["DataBundle", "DataError", "Loader", "NAMES", "build_data", "config_facts"]
+__all__ = ["DataBundle", "DataError", "Loader", "NAMES", "Shard", "build_data", "config_facts"]
 
 
 def build_data(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
-               device: torch.device | str, seed: int) -> DataBundle:
+               device: torch.device | str, seed: int, shard: Shard = Shard()) -> DataBundle:
     """The training and test loaders of the data set `cfg["name"]`, batches on `device`.
 
     Shuffling and augmentation of epoch e are a pure function of (seed, e): call
-    `bundle.train.set_epoch(e)` before each epoch. Raises DataError (one line)
+    `bundle.train.set_epoch(e)` before each epoch. `shard` (one run on several
+    processes): batch_size is the global batch, each loader serves this rank's
+    share (see Shard); eval_batch_size is per process. Raises DataError (one line)
     for anything the user can fix.
     """
     name = cfg.get("name")
@@ -47,7 +49,7 @@ def build_data(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
         raise DataError(f"unknown data set {name!r} (data.name); valid: {', '.join(NAMES)}")
     check_batch_sizes(batch_size, eval_batch_size)
     return BUILDERS[name](cfg, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                          device=torch.device(device), seed=int(seed))
+                          device=torch.device(device), seed=int(seed), shard=shard)
 
 
 def config_facts(cfg: Mapping[str, Any]) -> dict[str, int | None]:

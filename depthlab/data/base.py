@@ -30,16 +30,39 @@ class Loader(Protocol):
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None: ...
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of the data when one run trains on several processes
+    (DistributedDataParallel): process `rank` of `world`. Training batch i of rank r
+    is its 1/world slice of the one-process run's batch i, so the ranks together see
+    exactly the samples one process would; the test set is split into disjoint
+    strided parts (rank::world), no sample padded in or counted twice."""
+
+    rank: int = 0
+    world: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {self.rank} is outside 0..{self.world - 1}")
+
+    def batch(self, global_batch: int) -> int:
+        """This rank's share of a global batch (trainer.batch_size is the global batch)."""
+        if global_batch % self.world:
+            raise DataError(f"trainer.batch_size={global_batch} does not divide by "
+                            f"{self.world} processes; use a multiple of {self.world}")
+        return global_batch // self.world
+
+
 @dataclass
 class DataBundle:
     name: str  # "cifar10" | "imagenet" | "folder" | "synthetic"
-    train: Loader  # shuffled, augmented, last incomplete batch dropped
-    test: Loader  # fixed order, no augmentation, every sample once
+    train: Loader  # shuffled, augmented, last incomplete batch dropped; this rank's share of each batch
+    test: Loader  # fixed order, no augmentation, every sample once (this rank's part of the set)
     num_classes: int
     image_size: int  # H == W of the tensors the model sees
     in_channels: int
-    train_size: int  # training images actually used (after train_subset)
-    test_size: int
+    train_size: int  # training images actually used (after train_subset), all ranks together
+    test_size: int  # all ranks together
     classes: list[str]
     normalisation: str  # human-readable description of what x was normalised with
 

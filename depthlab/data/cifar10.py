@@ -14,7 +14,7 @@ import torch
 from torchvision.datasets import CIFAR10
 
 from . import cache
-from .base import (STREAM_TEST_SUBSET, STREAM_TRAIN_SUBSET, DataBundle, DataError,
+from .base import (STREAM_TEST_SUBSET, STREAM_TRAIN_SUBSET, DataBundle, DataError, Shard,
                    balanced_subset, check_fits_one_batch, expand, parse_options)
 from .decode import decode_images
 from .device_loader import DeviceLoader
@@ -158,7 +158,7 @@ def load_arrays(o: CIFAR10Options) -> dict[str, np.ndarray]:
 # --- serving ---------------------------------------------------------------------
 
 def build(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
-          device: torch.device, seed: int) -> DataBundle:
+          device: torch.device, seed: int, shard: Shard = Shard()) -> DataBundle:
     o = parse_options(CIFAR10Options, cfg, "cifar10")
     if not 0 <= o.crop_padding < SIZE:
         raise DataError(f"data.crop_padding must be 0..{SIZE - 1} pixels, got {o.crop_padding}")
@@ -181,7 +181,7 @@ def build(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
             x, y = x[idx], y[idx]
         return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
-    common = dict(mean=MEAN, std=STD, seed=seed)
+    common = dict(mean=MEAN, std=STD, seed=seed, shard=shard)
     train = DeviceLoader(*on_device("train", train_idx), batch_size=batch_size, train=True,
                          crop_padding=o.crop_padding if o.augment else 0,
                          flip=o.flip and o.augment, **common)

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from .base import epoch_generator
+from .base import Shard, epoch_generator
 
 
 def crop_flip(images: torch.Tensor, index: torch.Tensor, padding: int, dy: torch.Tensor,
@@ -51,15 +51,26 @@ class DeviceLoader:
     device sees the same batches. Call set_epoch(e) before iterating epoch e;
     set_epoch(e, start_batch=k) iterates its batches k.. only (a resume mid-epoch).
     train=False: fixed order, every sample once, no augmentation.
+
+    shard (one run on several processes): batch_size is the global batch; batch i
+    of rank r is the r-th 1/world slice of the one-process batch i (disjoint slices
+    of the same epoch permutation). For evaluation, rank r serves samples r::world.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                  mean: Sequence[float], std: Sequence[float], train: bool, seed: int = 0,
-                 crop_padding: int = 0, flip: bool = False) -> None:
+                 crop_padding: int = 0, flip: bool = False, shard: Shard = Shard()) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise TypeError(f"images must be (N, C, H, W) uint8, got {tuple(images.shape)} {images.dtype}")
+        if not train and shard.world > 1:
+            part = torch.arange(shard.rank, len(labels), shard.world, device=labels.device)
+            images, labels = images.index_select(0, part), labels.index_select(0, part)
         self.images, self.labels = images, labels
         self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.shard = shard
+        # this rank's part of each training batch: [offset, offset + local_batch)
+        self.local_batch = shard.batch(batch_size) if train else batch_size
+        self.offset = shard.rank * self.local_batch if train else 0
         self.crop_padding = crop_padding if train else 0
         self.flip = flip and train
         device = images.device
@@ -100,9 +111,9 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, dy, dx, flip = self._epoch_draws()
-        b = self.batch_size
+        b, first, size = self.batch_size, self.offset, self.local_batch
         for i in range(self.start_batch, len(self)):  # the epoch's draws are whole: skip by index
-            part = slice(i * b, (i + 1) * b)
+            part = slice(i * b + first, i * b + first + size)
             idx = order[part]
             if dy is None:
                 batch = self.images.index_select(0, idx)

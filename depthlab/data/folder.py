@@ -18,7 +18,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import v2
 
-from .base import (STREAM_TEST_SUBSET, STREAM_TRAIN_SUBSET, DataBundle, DataError,
+from .base import (STREAM_TEST_SUBSET, STREAM_TRAIN_SUBSET, DataBundle, DataError, Shard,
                    balanced_subset, check_fits_one_batch, epoch_generator, expand,
                    parse_options)
 from .decode import cpu_count
@@ -113,27 +113,46 @@ def image_folder(split_dir: Path) -> ImageFolder:
 class EpochSampler(Sampler):
     """Yields (index, sample_seed) for `indices`: in order with seed 0 for evaluation;
     for training, shuffled with a seed per sample, both a pure function of (seed, epoch).
-    `start` skips that many positions of the epoch's sequence (a resume mid-epoch)
-    without loading the samples there."""
 
-    def __init__(self, indices: np.ndarray, *, shuffle: bool, seed: int) -> None:
-        self.indices, self.shuffle, self.seed, self.epoch = indices, shuffle, seed, 0
-        self.start = 0
+    DistributedSampler's contract (set_epoch; a rank's share of the data), written
+    here because DistributedSampler gives no per-sample augmentation seeds, cannot
+    start mid-epoch, and strides the permutation: with `batch_size` (global) a
+    training rank yields, for each batch i, its 1/world slice of the one-process
+    batch i, so N ranks train on exactly the samples one process would. Evaluation
+    takes indices rank::world (no padding, nothing counted twice). set_epoch(e,
+    start_batch=k) skips batches 0..k-1 of the epoch without loading their samples.
+    """
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
+    def __init__(self, indices: np.ndarray, *, shuffle: bool, seed: int, batch_size: int,
+                 shard: Shard = Shard()) -> None:
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.indices = indices if shuffle else indices[shard.rank::shard.world]
+        self.batch_size, self.shard, self.start_batch = batch_size, shard, 0
+        self.local_batch = shard.batch(batch_size) if shuffle else batch_size
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
 
     def __len__(self) -> int:
-        return max(0, len(self.indices) - self.start)
+        if not self.shuffle:
+            return max(0, len(self.indices) - self.start_batch * self.batch_size)
+        return (len(self.indices) // self.batch_size - self.start_batch) * self.local_batch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if not self.shuffle:
-            return ((int(i), 0) for i in self.indices[self.start:])
+            start = self.start_batch * self.batch_size
+            return ((int(i), 0) for i in self.indices[start:])
         g = epoch_generator(self.seed, self.epoch)
-        # draw the whole epoch, then slice: the same samples and seeds as an uninterrupted epoch
+        # draw the whole epoch, then take this rank's slices: the same samples and seeds
+        # as an uninterrupted one-process epoch
         order = torch.randperm(len(self.indices), generator=g).numpy()
         seeds = torch.randint(2**62, (len(self.indices),), generator=g)
-        return zip(self.indices[order][self.start:].tolist(), seeds[self.start:].tolist())
+        b, size = self.batch_size, self.local_batch
+        first = self.shard.rank * size
+        picked = np.concatenate([np.arange(i * b + first, i * b + first + size)
+                                 for i in range(self.start_batch, len(self.indices) // b)] or [[]])
+        picked = picked.astype(np.int64)
+        return zip(self.indices[order[picked]].tolist(), seeds[picked].tolist())
 
 
 class SeededTransform(Dataset):
@@ -160,8 +179,8 @@ class FolderLoader:
     def __init__(self, dataset: Dataset, sampler: EpochSampler, *, batch_size: int, train: bool,
                  workers: int, pin_memory: bool, device: torch.device) -> None:
         self.sampler, self.device, self.batch_size, self.train = sampler, device, batch_size, train
-        self.loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        self.loader = DataLoader(  # batches of this rank's share (sampler.local_batch)
+            dataset, batch_size=sampler.local_batch, sampler=sampler, num_workers=workers,
             pin_memory=pin_memory, drop_last=train, persistent_workers=workers > 0,
         )
 
@@ -172,7 +191,7 @@ class FolderLoader:
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")
-        self.sampler.set_epoch(epoch, start=start_batch * self.batch_size)
+        self.sampler.set_epoch(epoch, start_batch=start_batch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.loader:
@@ -196,25 +215,28 @@ def transforms(*, train: bool, augment: bool, image_size: int, resize: int,
 # --- building ---------------------------------------------------------------------
 
 def build_imagenet(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
-                   device: torch.device, seed: int) -> DataBundle:
+                   device: torch.device, seed: int, shard: Shard = Shard()) -> DataBundle:
     o = parse_options(ImageNetOptions, cfg, "imagenet")
     return _build("imagenet", o, expand(o.root), "train", "val", o.resize,
-                  batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
+                  batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed,
+                  shard=shard)
 
 
 def build_folder(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
-                 device: torch.device, seed: int) -> DataBundle:
+                 device: torch.device, seed: int, shard: Shard = Shard()) -> DataBundle:
     o = parse_options(FolderOptions, cfg, "folder")
     if not o.root:
         raise DataError("data.root is required for data=folder: a folder holding "
                         f"{o.train_dir}/<class>/<images> and {o.test_dir}/<class>/<images>")
     return _build("folder", o, expand(o.root), o.train_dir, o.test_dir,
                   o.image_size if o.resize is None else o.resize,
-                  batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
+                  batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed,
+                  shard=shard)
 
 
 def _build(name: str, o: Any, root: Path, train_dir: str, test_dir: str, resize: int, *,
-           batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> DataBundle:
+           batch_size: int, eval_batch_size: int, device: torch.device, seed: int,
+           shard: Shard) -> DataBundle:
     if o.image_size < 1:
         raise DataError(f"data.image_size must be a positive number of pixels, got {o.image_size}")
     if resize < o.image_size:
@@ -235,11 +257,12 @@ def _build(name: str, o: Any, root: Path, train_dir: str, test_dir: str, resize:
                   pin_memory=o.pin_memory and device.type == "cuda", device=device)
     train = FolderLoader(
         SeededTransform(train_set, transforms(train=True, augment=o.augment, **sized)),
-        EpochSampler(train_idx, shuffle=True, seed=seed), batch_size=batch_size, train=True, **common,
+        EpochSampler(train_idx, shuffle=True, seed=seed, batch_size=batch_size, shard=shard), batch_size=batch_size, train=True, **common,
     )
     test = FolderLoader(
         SeededTransform(test_set, transforms(train=False, augment=False, **sized)),
-        EpochSampler(test_idx, shuffle=False, seed=seed), batch_size=eval_batch_size, train=False,
+        EpochSampler(test_idx, shuffle=False, seed=seed, batch_size=eval_batch_size, shard=shard),
+        batch_size=eval_batch_size, train=False,
         **common,
     )
     return DataBundle(

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from .base import DataBundle, DataError, check_fits_one_batch, derive_seed, parse_options
+from .base import DataBundle, DataError, Shard, check_fits_one_batch, derive_seed, parse_options
 from .device_loader import DeviceLoader
 
 # Fixed: the images must not change with the run seed (only order and augmentation do).
@@ -54,7 +54,7 @@ def make_split(n: int, patterns: torch.Tensor, signal: float, stream: int) -> tu
 
 
 def build(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
-          device: torch.device, seed: int) -> DataBundle:
+          device: torch.device, seed: int, shard: Shard = Shard()) -> DataBundle:
     o = parse_options(SyntheticOptions, cfg, "synthetic")
     for key in ("num_classes", "image_size", "train_size", "test_size"):
         if getattr(o, key) < 1:
@@ -71,7 +71,7 @@ def build(cfg: Mapping[str, Any], *, batch_size: int, eval_batch_size: int,
     test_x, test_y = make_split(o.test_size, patterns, o.signal, stream=2)
     # Normalise by the generator's own scale: about zero mean and unit variance.
     std = SCALE * math.sqrt(1 + o.signal**2) / 255
-    common = dict(mean=(GREY / 255,) * 3, std=(std,) * 3, seed=seed)
+    common = dict(mean=(GREY / 255,) * 3, std=(std,) * 3, seed=seed, shard=shard)
     train = DeviceLoader(train_x.to(device), train_y.to(device), batch_size=batch_size, train=True,
                          crop_padding=o.crop_padding if o.augment else 0,
                          flip=o.flip and o.augment, **common)

@@ -48,7 +48,7 @@ class ProbeResult:
 
 
 def _device(name: str) -> torch.device:
-    from depthlab.train import resolve_device
+    from depthlab.engine.setup import resolve_device
 
     try:
         return resolve_device(name, what="device")
@@ -203,7 +203,7 @@ def run_probe(settings: ProbeSettings, *,
     finally:
         torch.set_num_threads(threads_before)
     wall = time.perf_counter() - started
-    from depthlab.train import machine
+    from depthlab.engine.setup import machine
 
     runs = [results[(i, seed)] for i in range(len(configs)) for seed in range(settings.seeds)]
     layer_rows: list[tuple] = []

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import depthlab.train
+import depthlab.engine.setup
 from depthlab.checkpoint import load_checkpoint
 from depthlab.config import ConfigError, check_config, compose_config
 from depthlab.data import build_data
@@ -90,9 +90,9 @@ def test_bf16_is_allowed_on_the_cpu_and_fp16_is_not(device):
     if device == "cpu":
         with pytest.raises(ConfigError, match="trainer.precision=fp16 needs a CUDA device"):
             check_config(cfg("fp16"))
-    with pytest.raises(depthlab.train.PrecisionError, match="fp16 needs a CUDA device"):
-        depthlab.train.check_precision("fp16", torch.device("cpu"))
-    depthlab.train.check_precision("bf16", torch.device("cpu"))
+    with pytest.raises(depthlab.engine.setup.PrecisionError, match="fp16 needs a CUDA device"):
+        depthlab.engine.setup.check_precision("fp16", torch.device("cpu"))
+    depthlab.engine.setup.check_precision("bf16", torch.device("cpu"))
 
 
 def test_bf16_trains_on_a_device_named_cpu():

@@ -166,9 +166,9 @@ def test_an_exception_in_one_sweep_run_is_recorded_and_the_sweep_goes_on(monkeyp
     # A crash no check can foresee (what trainer.device=cuda on a CPU machine was
     # used for before the preflight refused it up front): the second run's
     # evaluation raises.
-    from depthlab import train
+    from depthlab.engine import loop
 
-    evaluate, calls = train.evaluate, []
+    evaluate, calls = loop.evaluate, []
 
     def crashing_second_run(*args, **kwargs):
         calls.append(1)
@@ -176,7 +176,7 @@ def test_an_exception_in_one_sweep_run_is_recorded_and_the_sweep_goes_on(monkeyp
             raise RuntimeError("injected fault in evaluation")
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(train, "evaluate", crashing_second_run)
+    monkeypatch.setattr(loop, "evaluate", crashing_second_run)
     result = cli("sweep", "arch=plain", "depth=8", "data=synthetic", "data.train_size=64",
                  "data.test_size=32", "trainer.epochs=1", "trainer.batch_size=32", "logger=none",
                  "seed=0,1", "run.name=seed-${seed}", "sweep.name=exc")

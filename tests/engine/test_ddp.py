@@ -1,0 +1,215 @@
+"""One run on two CPU processes (gloo): DistributedDataParallel started by depthlab
+through PyTorch's elastic launcher, by torchrun, and by submitit's local executor.
+
+The nets have no batch norm, so two ranks on halves of each global batch compute
+what one process computes on the whole batch; what is left is float summation order
+(the gradients are averaged by an all-reduce): after 16 SGD steps the parameters
+agree to 1e-5 (about 5e-8 measured), training curves and evaluations likewise.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from cli.helpers import summary
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["arch=residual", "depth=8", "arch.norm=none", "optim.lr=0.02", "data=synthetic",
+        "data.train_size=256", "data.test_size=71", "trainer.batch_size=32",
+        "trainer.eval_batch_size=16", "trainer.epochs=2", "trainer.log_every=4", "gradflow.every=4",
+        "trainer.threads=1", "logger=none"]
+LONG = [a for a in ARGS if not a.startswith("trainer.epochs")] + ["trainer.epochs=6"]
+FILES = {"activations.csv", "blocks.csv", "checkpoint.prev.pt", "checkpoint.pt", "config.yaml",
+         "gradflow.csv", "layers.csv", "metrics_epochs.csv", "metrics_steps.csv", "summary.json",
+         "train.log"}
+TOL = 1e-5
+
+
+def depthlab(*args: str, cwd: Path, env=None, timeout=300) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "depthlab", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return done
+
+
+def trained(*args: str, cwd: Path) -> Path:
+    done = depthlab("train", *args, cwd=cwd)
+    assert done.returncode == 0, done.stdout + done.stderr
+    name = next(a.split("=", 1)[1] for a in args if a.startswith("run.name="))
+    return cwd / "runs" / name
+
+
+def params(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def assert_same_run(run: Path, ref: Path, tol: float = TOL) -> None:
+    a, b = params(run), params(ref)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), rtol=0, atol=tol), k
+    for name, columns in (("metrics_epochs.csv", ["train_loss", "train_error", "test_loss", "test_error"]),
+                          ("metrics_steps.csv", ["loss", "error", "lr"]),
+                          ("gradflow.csv", ["grad_norm", "weight_norm"])):
+        x, y = pd.read_csv(run / name), pd.read_csv(ref / name)
+        assert len(x) == len(y) > 0, name
+        for c in columns:
+            assert (x[c] - y[c]).abs().max() <= tol * max(1.0, y[c].abs().max()), (name, c)
+    s, r = summary(run), summary(ref)
+    assert s["status"] == r["status"] == "completed"
+    assert s["steps_completed"] == r["steps_completed"]
+    assert s["final_test_error"] == r["final_test_error"]  # the same 71 predictions
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory):
+    """One process on the whole global batch."""
+    return trained(*ARGS, "run.name=one", cwd=tmp_path_factory.mktemp("one"))
+
+
+@pytest.fixture(scope="module")
+def long_ref(tmp_path_factory):
+    """Two ranks, uninterrupted, 6 epochs: what an interrupted two-rank run resumes to."""
+    return trained(*LONG, "trainer.devices=2", "run.name=two", cwd=tmp_path_factory.mktemp("two"))
+
+
+def test_two_ranks_equal_one_process_on_the_global_batch(ref, tmp_path):
+    run = trained(*ARGS, "trainer.devices=2", "run.name=ddp", cwd=tmp_path)
+    assert_same_run(run, ref)
+    assert summary(run)["processes"] == 2 and "processes" not in summary(ref)
+    assert {p.name for p in run.iterdir()} - {".hydra"} == FILES
+    # the reduced evaluation counts each of the 71 test images once (36 + 35)
+    assert summary(run)["test_size"] == 71
+    log = (run / "train.log").read_text()
+    assert log.count("epoch 2/2") == 1 and "rank 1" not in log  # rank 0's log alone
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_under_torchrun_every_rank_trains_and_only_rank_0_writes(ref, tmp_path):
+    # Ranks started as torchrun starts them (its environment variables), each pointed at
+    # its own runs_dir (a key that does not change the run): whatever rank 1 wrote
+    # would be in b/. W&B (offline) on: one W&B run, rank 0's.
+    port = free_port()
+    procs = []
+    for rank, where in ((0, "a"), (1, "b")):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "depthlab", "train", *ARGS, "logger=default", "run.name=tr",
+             f"paths.runs_dir={where}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert_same_run(tmp_path / "a" / "tr", ref)
+    assert {p.name for p in (tmp_path / "a" / "tr").iterdir()} - {".hydra"} == FILES | {"wandb_id.txt"}
+    assert len(list(tmp_path.rglob("*.wandb"))) == 1
+    written = [p for p in (tmp_path / "b").rglob("*") if p.is_file()]
+    assert written == []  # Hydra made rank 1's job directory; nothing was written in it
+
+
+def test_torchrun_itself_runs_depthlab(ref, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "depthlab", "train", *ARGS, "run.name=tr"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = tmp_path / "runs" / "tr"
+    assert summary(run)["processes"] == 2
+    assert_same_run(run, ref)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for_epochs(run: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    path = run / "metrics_epochs.csv"
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists() and len(path.read_text().splitlines()) - 1 >= n:
+            return
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} epochs in {timeout} s")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["kill -9 depthlab", "Ctrl-C", "SIGTERM to depthlab"])
+def test_a_stopped_two_rank_run_resumes_to_the_same_numbers(how, long_ref, tmp_path):
+    cmd = [sys.executable, "-m", "depthlab", "train", *LONG, "trainer.devices=2", "run.name=two"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    run = tmp_path / "runs" / "two"
+    wait_for_epochs(run, 2, proc)
+    workers = children(proc.pid)  # the two ranks and multiprocessing's resource tracker
+    ranks = [w for w in workers if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
+    assert len(ranks) == 2
+    if how == "kill -9 depthlab":
+        os.kill(proc.pid, signal.SIGKILL)  # the launcher alone: its workers must not live on
+    elif how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # the elastic launcher passes it on
+    out = proc.communicate(timeout=120)[0]
+    end = time.time() + 30
+    while any(alive(w) for w in workers) and time.time() < end:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers)
+    if how == "kill -9 depthlab":
+        assert proc.returncode == -signal.SIGKILL
+        assert summary(run)["status"] == "running"
+    else:
+        assert proc.returncode == 130, out
+        assert summary(run)["status"] == "interrupted", out
+        assert 2 <= summary(run)["epochs_completed"] < 6
+        assert "interrupted at step" in out and "Traceback" not in out
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    epochs = pd.read_csv(run / "metrics_epochs.csv")
+    assert list(epochs.epoch) == [1, 2, 3, 4, 5, 6]
+    assert_same_run(run, long_ref, tol=0)  # bit for bit: the same ranks, the same checkpoint
+
+
+def test_a_sweep_run_as_two_submitit_tasks(ref, tmp_path):
+    done = depthlab("sweep", *ARGS, "hydra/launcher=submitit_local",
+                    "hydra.launcher.tasks_per_node=2", "sweep.name=tasks", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = tmp_path / "runs" / "tasks" / "residual-8-s0"
+    assert summary(run)["processes"] == 2
+    assert_same_run(run, ref)
+
+
+def test_a_bad_setting_in_a_worker_is_one_line(tmp_path):
+    done = depthlab("train", *ARGS, "trainer.devices=2", "data.crop_padding=99", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines == ["error: data.crop_padding must be 0..31 pixels, got 99"]
+    assert not (tmp_path / "runs").exists()
