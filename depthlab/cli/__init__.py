@@ -6,6 +6,7 @@ gradient flow, and compare them.
   depthlab compare plain residual data.train_subset=5000 trainer.epochs=3
   depthlab sweep depth=20,32,44,56 arch=plain,residual arch.layout=cifar
   depthlab report runs/<sweep>
+  depthlab dashboard runs/<sweep>
   depthlab probe
   depthlab lesion runs/<sweep>/residual-56-s0 runs/<sweep>/plain-56-s0
 """
@@ -25,7 +26,7 @@ app = typer.Typer(
 )
 
 # One module per command; each defines register(app). Listed in help order.
-COMMANDS = ["train", "sweep", "compare", "report", "probe", "lesion", "archs"]
+COMMANDS = ["train", "sweep", "compare", "report", "dashboard", "probe", "lesion", "archs"]
 
 for _name in COMMANDS:
     importlib.import_module(f"depthlab.cli.{_name}").register(app)

@@ -6,6 +6,7 @@ and `compare` call at their end. Nothing here imports torch.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Sequence
@@ -60,8 +61,10 @@ def print_verdicts(verdicts: Sequence) -> None:
 def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = None,
                  title: str | None = None, commands: Sequence[str] | None = None,
                  heatmap_run: str | None = None, machine: str | None = None,
-                 about: Sequence[str] | None = None) -> dict[str, Path]:
-    """Load the runs under `paths`, print the table and verdicts, write the report.
+                 about: Sequence[str] | None = None,
+                 wandb_mode: str | None = None) -> dict[str, Path]:
+    """Load the runs under `paths`, print the table and verdicts, write the report,
+    then add the comparison to W&B as one run (see `report_to_wandb`).
 
     User errors (no such path, no runs, unknown --heatmap-run) end in `fail`
     before anything is written. Returns the paths written (see write_report).
@@ -107,7 +110,56 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
     if left_out:
         console.print(f"left out (no data for them, see report.md): {', '.join(left_out)}",
                       highlight=False)
+    # the report run's W&B files go beside the runs' (not into --out, e.g. results/)
+    runs_root = Path(os.path.commonpath([str(Path(d).resolve()) for d in table["run_dir"]]))
+    if len(table) == 1:
+        runs_root = runs_root.parent
+    report_to_wandb(table, written, title=title, commands=commands, root=runs_root,
+                    mode=wandb_mode)
     return written
+
+
+def report_to_wandb(table, written: dict[str, Path], *, title: str,
+                    commands: Sequence[str] | None, root: Path, mode: str | None = None) -> None:
+    """One W&B run (job type "report") in the runs' group with the comparison table, the
+    verdicts and the figures, made the way the runs logged (their logger.wandb: offline
+    by default, nothing after logger=none) unless `mode` says otherwise. W&B trouble is
+    one warning line: the report files are written already."""
+    import yaml
+
+    from depthlab.analysis import COMPARISON_HEADERS, comparison_rows, verdicts
+    from depthlab.report import FIGURES
+    from depthlab.rundir import CONFIG
+    from depthlab.tracking.safe import one_line
+    from depthlab.tracking.wandb_report import log_report_run, report_settings
+
+    configs = []
+    for run_dir in table["run_dir"]:
+        try:
+            configs.append(yaml.safe_load((Path(run_dir) / CONFIG).read_text()))
+        except (OSError, yaml.YAMLError):  # a run that never started: no config, no logger
+            continue
+    settings = report_settings(configs, mode)
+    if settings is None:
+        return
+    groups = [g for g in dict.fromkeys(table["group"]) if isinstance(g, str) and g]
+    group = groups[0] if len(groups) == 1 else "report"  # runs of several sweeps: a group of its own
+    try:
+        sync_dir = log_report_run(
+            settings, group=group, root=root, columns=COMPARISON_HEADERS,
+            rows=comparison_rows(table),
+            verdicts=[(v.kind, v.holds, v.text, v.subject) for v in verdicts(table)],
+            figures={k: written[k] for k in FIGURES if k in written}, title=title,
+            config={"title": title, "commands": list(commands or []),
+                    "runs": [str(n) for n in table["name"]],
+                    "run_dirs": [str(d) for d in table["run_dir"]]})
+    except Exception as err:  # noqa: BLE001 - W&B is extra; never fail a written report
+        console.print(f"[yellow]warning:[/] W&B report run not written: {one_line(err)} "
+                      "(the report files are unaffected)", highlight=False, soft_wrap=True)
+        return
+    where = (f"; upload with: wandb sync {sync_dir}" if settings.mode == "offline" else "")
+    console.print(f"W&B: report run ({settings.mode}) in group {group}{where}", highlight=False,
+                  soft_wrap=True)
 
 
 def report(
@@ -125,6 +177,10 @@ def report(
     notes: list[str] = typer.Option(None, "--note", metavar="TEXT",
                                     help="A paragraph of context at the top of report.md, e.g. "
                                          "what data the runs saw (repeatable)."),
+    wandb_mode: str = typer.Option(None, "--wandb", metavar="MODE",
+                                   help="offline, online or disabled: how to add the comparison "
+                                        "to W&B as a run of job type report (default: as the "
+                                        "runs logged, their logger.wandb.mode)."),
 ) -> None:
     """Rebuild the comparison table, verdicts and figures from run directories alone (no training).
 
@@ -144,7 +200,15 @@ def report(
     final error vs depth, gradient norm per layer, gradient heatmap) into --out.
     Broken runs are skipped with a warning; failed and diverged runs are listed
     and left out of the verdicts.
+
+    W&B: the comparison also becomes one W&B run in the runs' group (job type
+    report: the table as a wandb.Table, the verdicts in its notes and summary,
+    the figures as images), logged as the runs logged (offline by default,
+    none after logger=none; --wandb to choose). `wandb sync` uploads it with
+    the runs; `depthlab dashboard` then lays them all out in one workspace.
     """
+    if wandb_mode is not None and wandb_mode not in ("offline", "online", "disabled"):
+        fail(f"--wandb must be offline, online or disabled, got {wandb_mode!r}")
     command = ["depthlab", "report", *map(str, paths)]
     if out_dir is not None:
         command += ["--out", str(out_dir)]
@@ -158,7 +222,7 @@ def report(
         command += ["--note", text]
     build_report(paths, out_dir=out_dir, title=title,
                  commands=[*(made_by or []), shlex.join(command)],
-                 heatmap_run=heatmap_run, about=notes)
+                 heatmap_run=heatmap_run, about=notes, wandb_mode=wandb_mode)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,8 @@ def test_two_run_sweep_gives_two_grouped_wandb_runs(tmp_path):
     result = cli("sweep", *sweep)
     assert result.exit_code == 0, result.output
     runs = {r.name: r for r in map(read_run, wandb_files(tmp_path / "wandb"))}
+    report = runs.pop("report")  # the comparison, as one run (tests/tracking/test_wandb_report.py)
+    assert (report.group, report.job_type) == ("wb", "report")
     assert sorted(runs) == ["plain-8-s0", "residual-8-s0"]
     for name, wrun in runs.items():
         assert wrun.group == "wb" and wrun.job_type == name.split("-")[0] and wrun.exit_code == 0
