@@ -43,3 +43,18 @@ def summary(run_dir: Path) -> dict:
 
 def csv(run_dir: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / name)
+
+
+def wait_for_epochs(run_dir: Path, n: int, proc, timeout: float = 300) -> None:
+    """Wait until the training subprocess `proc` has logged `n` epochs of `run_dir`
+    (failing with its output if it ends first)."""
+    import time
+
+    path = Path(run_dir) / "metrics_epochs.csv"
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists() and len(path.read_text().splitlines()) - 1 >= n:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} epochs in {timeout} s")

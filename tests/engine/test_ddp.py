@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cli.helpers import summary
+from cli.helpers import summary, wait_for_epochs
 
 pytestmark = pytest.mark.slow
 
@@ -148,17 +148,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_for_epochs(run: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
-    path = run / "metrics_epochs.csv"
-    end = time.time() + timeout
-    while time.time() < end:
-        if path.exists() and len(path.read_text().splitlines()) - 1 >= n:
-            return
-        assert proc.poll() is None, proc.communicate()[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no {n} epochs in {timeout} s")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cli.helpers import cli, summary
+from cli.helpers import cli, summary, wait_for_epochs
 from depthlab.checkpoint import load_checkpoint
 
 ARGS = ["arch=residual", "depth=8", "data=synthetic", "data.train_size=384", "data.test_size=64",
@@ -29,17 +29,6 @@ def start(*extra: str) -> subprocess.Popen:
 def finish(*extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "depthlab", "train", *ARGS, *extra],
                           capture_output=True, text=True, timeout=600)
-
-
-def wait_for_epochs(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    path = run_dir / "metrics_epochs.csv"
-    end = time.time() + timeout
-    while time.time() < end:
-        if path.exists() and len(path.read_text().splitlines()) - 1 >= n:
-            return
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.02)
-    raise AssertionError(f"no {n} epochs in {timeout} s")
 
 
 @pytest.fixture(scope="module")
