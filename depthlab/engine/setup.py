@@ -14,6 +14,7 @@ from torch import nn
 
 from depthlab.data import DataBundle, Shard, build_data
 from depthlab.engine.distributed import World, rank_device
+from depthlab.engine.graphs import GraphedStep
 from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
 from depthlab.optim import make_optimizer, run_length
@@ -29,6 +30,38 @@ class PrecisionError(ValueError):
 
 class DevicesError(PrecisionError):
     """trainer.devices that does not fit how the run was started; str() is one line."""
+
+
+# auto: the nets whose step is bound by kernel launches on a GPU (32 px images, 16-64
+# channels); which ones gain is for the GPU benchmark (scripts/gpu_benchmark.py) to say.
+GRAPH_AUTO_ARCHS = ("plain", "residual")
+
+
+def use_cuda_graphs(cfg: dict[str, Any], device: torch.device, world: World) -> bool:
+    """Whether the training step runs as a captured CUDA graph (trainer.cuda_graphs:
+    true | false | auto). true where it cannot run is a one-line PrecisionError; auto
+    is on for plain/residual nets of the cifar layout on one CUDA device in fp32/bf16."""
+    t = cfg["trainer"]
+    setting = t.get("cuda_graphs", False)
+    if setting not in (True, False, "auto"):
+        raise PrecisionError(f"trainer.cuda_graphs must be true, false or auto, got {setting!r}")
+    why_not = None
+    if device.type != "cuda":
+        why_not = f"a CUDA device, and this run is on {device}"
+    elif world.distributed:
+        why_not = "one process (DDP's all-reduce inside a graph is not supported here)"
+    elif t.get("compile"):
+        why_not = "trainer.compile=false (both cut launch overhead: choose one)"
+    elif t.get("precision", "fp32") == "fp16":
+        why_not = "fp32 or bf16 (fp16's GradScaler checks for inf on the host)"
+    elif cfg["arch"].get("memory_efficient"):
+        why_not = "arch.memory_efficient=false (recomputation in backward)"
+    if setting is True and why_not:
+        raise PrecisionError(f"trainer.cuda_graphs=true needs {why_not}; use false or auto")
+    if setting == "auto":
+        return (why_not is None and cfg["arch"]["name"] in GRAPH_AUTO_ARCHS
+                and cfg["arch"].get("layout") == "cifar")
+    return bool(setting)
 
 
 def resolve_device(name: str, what: str = "trainer.device") -> torch.device:
@@ -112,6 +145,7 @@ def build_setup(cfg: dict[str, Any], world: World) -> Setup:
     t = cfg["trainer"]
     device = rank_device(resolve_device(str(t["device"])), world)
     precision = make_precision(t.get("precision", "fp32"), device)
+    graphs = use_cuda_graphs(cfg, device, world)  # before any work: true where it cannot run fails here
     sync_bn = bool(cfg["arch"].get("sync_bn")) and world.distributed
     if sync_bn and device.type != "cuda":
         raise PrecisionError(f"arch.sync_bn=true needs CUDA (SyncBatchNorm), and this run is on "
@@ -155,6 +189,8 @@ def build_setup(cfg: dict[str, Any], world: World) -> Setup:
     gf = cfg["gradflow"]
     probe = GradFlowProbe(model, desc["layers"], desc["blocks"],
                           activations=bool(gf.get("activations", True)) and not t.get("compile"))
+    if graphs:
+        train_net = GraphedStep(model, precision, probe)
     return Setup(world=world, device=device, seed=seed, data=data, model=model,
                  train_net=train_net, eval_net=eval_net, desc=desc, optimizer=optimizer,
                  base_lrs=[g["lr"] for g in optimizer.param_groups], precision=precision,

@@ -1,4 +1,5 @@
-"""One SGD step: forward, backward, gradient-flow record, optimizer step."""
+"""One SGD step: forward, backward, gradient-flow record, optimizer step; eagerly (the
+reference), or replayed as a captured CUDA graph (graphs.GraphedStep, trainer.cuda_graphs)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depthlab.engine.graphs import GraphedStep
 from depthlab.engine.setup import Precision
 from depthlab.gradflow import GradFlowProbe, GradFlowRecord
 from depthlab.optim import learning_rate
@@ -25,6 +27,8 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
     """(loss, correct predictions) as device tensors, and the gradient-flow record when
     `probe` is given (a recorded step). Under DDP, backward() returns once the gradients
     are averaged over the ranks, so the record is the global batch's, as in one process."""
+    if isinstance(net, GraphedStep):
+        return net.step(optimizer, x, y, precision, probe, step)
     if probe is not None:
         probe.arm()
     with precision.autocast():
