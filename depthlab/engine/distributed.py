@@ -157,10 +157,10 @@ def _worker(fn: Callable[..., Any], args: tuple, errors: str) -> Any:
 
 @contextmanager
 def _quiet_elastic() -> Iterator[None]:
-    """The elastic agent logs each start, signal and stop at INFO/WARNING; depthlab
-    says what matters itself."""
-    names = ["torch.distributed.elastic", *(n for n in logging.root.manager.loggerDict
-                                            if n.startswith("torch.distributed.elastic."))]
+    """The elastic agent (and torch.multiprocessing under it) logs each start, signal
+    and stop at INFO/WARNING; depthlab says what matters itself."""
+    roots = ("torch.distributed.elastic", "torch.multiprocessing")  # the latter: "Terminating process"
+    names = [*roots, *(n for n in logging.root.manager.loggerDict if n.startswith(roots))]
     saved = {n: logging.getLogger(n).level for n in names}
     for n in names:  # a worker's failure included: launch_local raises it as one error
         logging.getLogger(n).setLevel(logging.CRITICAL)

@@ -80,13 +80,16 @@ def test_depthlab_train_with_graphs_on_the_cpu_is_one_line_and_writes_nothing(tm
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_configs_say_eager_by_default_and_auto_on_trainer_gpu():
+def test_the_configs_say_eager_until_a_gpu_has_measured_the_graphs():
     from omegaconf import OmegaConf
 
     from depthlab.config import compose_config
 
     assert OmegaConf.select(compose_config([]), "trainer.cuda_graphs") is False
-    assert OmegaConf.select(compose_config(["trainer=gpu"]), "trainer.cuda_graphs") == "auto"
+    # trainer=gpu turns it on (auto) once scripts/gpu_check.sh has measured graphs vs eager
+    assert OmegaConf.select(compose_config(["trainer=gpu"]), "trainer.cuda_graphs") is False
+    assert OmegaConf.select(compose_config(["trainer=gpu", "trainer.cuda_graphs=auto"]),
+                            "trainer.cuda_graphs") == "auto"
 
 
 # --- on a GPU: the graph equals eager ---------------------------------------------------------
