@@ -4,7 +4,13 @@ through PyTorch's elastic launcher, by torchrun, and by submitit's local executo
 The nets have no batch norm, so two ranks on halves of each global batch compute
 what one process computes on the whole batch; what is left is float summation order
 (the gradients are averaged by an all-reduce): after 16 SGD steps the parameters
-agree to 1e-5 (about 5e-8 measured), training curves and evaluations likewise.
+agree to TOL (5e-8 measured on an AMD EPYC, 4e-6 on an AVX-512 Xeon, whose kernels sum
+in another order), training curves and evaluations likewise. The
+per-layer gradient norms agree to GRAD_RTOL: a weight gradient is a sum over the batch
+and the pixels of terms of both signs, so the order of summation (two half batches,
+then the all-reduce) moves it relatively more (up to 4e-4 measured on an AVX-512 Xeon; within 1e-5
+absolute on an AMD EPYC), still far inside what a norm read before the all-reduce (one
+half batch's gradient) or summed instead of averaged (twice the norm) would show.
 """
 
 import os
@@ -31,7 +37,8 @@ LONG = [a for a in ARGS if not a.startswith("trainer.epochs")] + ["trainer.epoch
 FILES = {"activations.csv", "blocks.csv", "checkpoint.prev.pt", "checkpoint.pt", "config.yaml",
          "gradflow.csv", "layers.csv", "metrics_epochs.csv", "metrics_steps.csv", "summary.json",
          "train.log"}
-TOL = 1e-5
+TOL = 1e-4
+GRAD_RTOL = 2e-3  # relative, gradient norms of gradflow.csv (see above)
 
 
 def depthlab(*args: str, cwd: Path, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -58,11 +65,14 @@ def assert_same_run(run: Path, ref: Path, tol: float = TOL) -> None:
         assert torch.allclose(a[k].float(), b[k].float(), rtol=0, atol=tol), k
     for name, columns in (("metrics_epochs.csv", ["train_loss", "train_error", "test_loss", "test_error"]),
                           ("metrics_steps.csv", ["loss", "error", "lr"]),
-                          ("gradflow.csv", ["grad_norm", "weight_norm"])):
+                          ("gradflow.csv", ["weight_norm"])):
         x, y = pd.read_csv(run / name), pd.read_csv(ref / name)
         assert len(x) == len(y) > 0, name
         for c in columns:
             assert (x[c] - y[c]).abs().max() <= tol * max(1.0, y[c].abs().max()), (name, c)
+    x, y = pd.read_csv(run / "gradflow.csv"), pd.read_csv(ref / "gradflow.csv")
+    assert (x[["step", "layer"]] == y[["step", "layer"]]).all().all()
+    assert ((x["grad_norm"] - y["grad_norm"]).abs() <= GRAD_RTOL * y["grad_norm"].abs()).all()
     s, r = summary(run), summary(ref)
     assert s["status"] == r["status"] == "completed"
     assert s["steps_completed"] == r["steps_completed"]
