@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_MODULE = "depthlab.conf"
 CONFIG_NAME = "config"
-GROUPS = ["arch", "data", "optim", "schedule", "trainer", "logger", "experiment"]
+GROUPS = ["arch", "data", "optim", "schedule", "trainer", "logger", "experiment", "start"]
 
 
 class ConfigError(ValueError):
@@ -222,7 +222,7 @@ def _known_keys(parent: str) -> list[str]:
 def check_config(cfg: DictConfig | dict) -> None:
     """What Hydra cannot check: valid depths, positive sizes, optimiser and schedule names
     (depthlab.optim's registries). Raises ConfigError."""
-    from depthlab.models import ArchitectureError, build_model  # noqa: F401 (cheap)
+    from depthlab.models import ArchitectureError, build_model, check_branch  # noqa: F401 (cheap)
     from depthlab.models.depths import densenet_spec, resnet_spec
     from depthlab.optim import OPTIMIZERS, SCHEDULES, lookup
 
@@ -234,7 +234,8 @@ def check_config(cfg: DictConfig | dict) -> None:
         if arch == "dense":
             densenet_spec(depth, c.arch.layout, c.arch.get("growth_rate"))
         elif arch in ("plain", "residual"):
-            resnet_spec(depth, c.arch.layout, c.arch.get("block", "auto"))
+            spec = resnet_spec(depth, c.arch.layout, c.arch.get("block", "auto"))
+            check_branch(OmegaConf.to_container(c.arch, resolve=True), arch, spec.block)
         else:
             raise ArchitectureError(f"unknown architecture {arch!r}; valid: plain, residual, dense")
     except ArchitectureError as err:

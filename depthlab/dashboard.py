@@ -52,7 +52,7 @@ import yaml
 from depthlab import rundir
 from depthlab.analysis.runs import find_runs
 from depthlab.tracking import wandb_report
-from depthlab.tracking.wandb_sink import SERIES, WandbConfig, block_keys, layer_keys
+from depthlab.tracking.wandb_sink import BLOCK_SERIES, SERIES, WandbConfig, block_keys, layer_keys
 
 # What the runs log (see depthlab.tracking.wandb_sink for each key's meaning).
 STEP, EPOCH = "train/step", "epoch"
@@ -73,11 +73,12 @@ SUMMARY_COLUMNS = ["arch", "depth", "seed", "status", "final_train_error", "fina
 # The report run's figures, as depthlab.report.FIGURES names them (not imported: that
 # loads matplotlib; tests/test_dashboard.py checks the two agree).
 REPORT_FIGURES = ("final_error", "error_curves", "gradflow_layers", "grad_ratio",
-                  "gradflow_heatmap")
+                  "gradflow_heatmap", "back_norm")
 SERIES_TITLES = {"grad_norm": "gradient norm of every layer (L001 = input side)",
                  "weight_norm": "weight norm of every layer",
                  "ratio": "gradient / weight norm of every layer",
-                 "act_std": "output std of every block (B000 = input side)"}
+                 "act_std": "output std of every block (B000 = input side)",
+                 "back_norm": "backward signal ||dL/dh|| at every block's output (B000 = input side)"}
 SAVE_TIMEOUT = 30.0  # seconds the W&B API may take to save a workspace
 
 
@@ -86,11 +87,11 @@ class DashboardError(Exception):
 
 
 def series_pattern(stat: str) -> str:
-    """The regular expression of one per-layer (per-block for act_std) series' keys, e.g.
+    """The regular expression of one per-layer (per-block: BLOCK_SERIES) series' keys, e.g.
     ^gradflow/grad_norm/L\\d+_ (the keys of `wandb_sink.layer_keys` / `block_keys`)."""
     if stat not in SERIES:
         raise ValueError(f"unknown series {stat!r}; valid: {', '.join(SERIES)}")
-    prefix = {"act_std": "B", "grad_norm": "L", "weight_norm": "L", "ratio": "L"}.get(stat, "[LB]")
+    prefix = "B" if stat in BLOCK_SERIES else "L"
     return rf"^gradflow/{stat}/{prefix}\d+_"
 
 
@@ -152,9 +153,9 @@ def read_run(run_dir: Path) -> RunKeys:
     blocks = [r[rundir.BLOCK_COLUMNS[1]] for r in _rows(run_dir / rundir.BLOCKS)]
     activations = bool((config.get("gradflow") or {}).get("activations", True))
     for stat in wb.series:
-        if stat == "act_std":
+        if stat in BLOCK_SERIES:
             if activations and blocks:
-                run.series[stat] = block_keys(blocks)
+                run.series[stat] = block_keys(blocks, stat)
         elif layers:
             run.series[stat] = layer_keys(layers, stat)
     return run

@@ -2,18 +2,23 @@
 
 For every weighted layer, in the depth order `describe(model)["layers"]` gives:
 the L2 norm of its weight gradient, the L2 norm of its weight, and their ratio;
-for every block, the standard deviation of its output (the layer responses of
-He et al. 2015, Fig. 7).
+for every block, the standard deviation of its output h_b (the layer responses of
+He et al. 2015, Fig. 7) and the backward signal ||dL/dh_b||, the L2 norm of the
+loss gradient with respect to that output (Glorot & Bengio 2010, Sec. 4.2: the
+back-propagated gradient, per block). A weight gradient mixes the backward signal
+with the block's own input; the backward signal is what reaches the block.
 
 Cost: the norms of all layers are computed by one batched `torch._foreach_norm`
 on the device and copied to the host once per recorded step, never with a sync
-per parameter. Activation hooks only compute when armed for a recorded step.
-Read gradients after `backward()`, outside any compiled region.
+per parameter. Block hooks only compute when armed for a recorded step: the
+forward hook takes the output's std and puts a tensor hook on the output, which
+takes the norm of its gradient during `backward()` (kept on the device, read with
+the rest). Read gradients after `backward()`, outside any compiled region.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,6 +34,7 @@ class GradFlowRecord:
     grad_norm: list[float]
     weight_norm: list[float]
     act_std: list[float]  # empty when activations were not recorded
+    back_norm: list[float] = field(default_factory=list)  # ||dL/dh_b|| per block; empty as act_std
 
     @property
     def ratio(self) -> list[float]:
@@ -46,6 +52,7 @@ class GradFlowProbe:
         self.weights = [modules[layer.name].weight for layer in layers]
         self._armed = False
         self._act: list[torch.Tensor | None] = [None] * len(self.blocks)
+        self._back: list[torch.Tensor | None] = [None] * len(self.blocks)
         self._handles = [
             modules[name].register_forward_hook(self._hook(i)) for i, name in enumerate(self.blocks)
         ]
@@ -54,6 +61,14 @@ class GradFlowProbe:
         def hook(module, inputs, output):
             if self._armed:
                 self._act[i] = output_std(output.detach())
+                if output.requires_grad:  # not under no_grad (evaluation)
+                    output.register_hook(self._grad_hook(i))
+        return hook
+
+    def _grad_hook(self, i: int):
+        def hook(grad):
+            # the norm stays on the device: no sync inside backward()
+            self._back[i] = torch.linalg.vector_norm(grad.detach().float())
         return hook
 
     def arm(self) -> None:
@@ -69,10 +84,14 @@ class GradFlowProbe:
             if self.blocks:
                 zero = self.weights[0].new_zeros(())
                 parts += [a if a is not None else zero for a in self._act]
+                # no gradient reached a block whose hook did not fire: its norm is 0
+                parts += [b.to(zero.device) if b is not None else zero for b in self._back]
                 self._act = [None] * len(self.blocks)
+                self._back = [None] * len(self.blocks)
             host = torch.stack(parts).float().cpu().tolist()  # the one host transfer of this step
-        n = len(self.layers)
-        return GradFlowRecord(step, host[:n], host[n:2 * n], host[2 * n:])
+        n, m = len(self.layers), len(self.blocks)
+        return GradFlowRecord(step, host[:n], host[n:2 * n], host[2 * n:2 * n + m],
+                              host[2 * n + m:])
 
     def close(self) -> None:
         for handle in self._handles:

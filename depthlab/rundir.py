@@ -12,7 +12,7 @@ neither torch, matplotlib nor hydra, and nothing of depthlab, so every part may 
     metrics_steps.csv    METRICS_STEPS        STEP_COLUMNS
     metrics_epochs.csv   METRICS_EPOCHS       EPOCH_COLUMNS
     gradflow.csv         GRADFLOW             GRADFLOW_COLUMNS
-    activations.csv      ACTIVATIONS          ACTIVATION_COLUMNS
+    activations.csv      ACTIVATIONS          ACTIVATION_COLUMNS: per block, output std and backward signal
     checkpoint.pt        CHECKPOINT           the last checkpoint (see depthlab.checkpoint)
     checkpoint.prev.pt   CHECKPOINT_PREVIOUS  the one before it, kept until the next is in place
     wandb_id.txt         WANDB_ID             the W&B run id (see depthlab.tracking.wandb_sink)
@@ -77,7 +77,9 @@ EPOCH_COLUMNS = ["epoch", "step", "train_loss", "train_error", "test_loss", "tes
                  "images_per_sec", "epoch_seconds", "wall_seconds"]
 GRADFLOW_COLUMNS = ["step", "epoch", "layer_index", "layer", "stage", "shortcut", "grad_norm",
                     "weight_norm", "ratio"]
-ACTIVATION_COLUMNS = ["step", "epoch", "block_index", "block", "act_std"]
+# act_std: std of the block's output h_b; back_norm: ||dL/dh_b||, the L2 norm of the loss
+# gradient at that output (empty in runs made before it was recorded)
+ACTIVATION_COLUMNS = ["step", "epoch", "block_index", "block", "act_std", "back_norm"]
 # The CSVs appended row by row while the run goes, with their columns.
 APPENDED = {
     METRICS_STEPS: STEP_COLUMNS,

@@ -354,8 +354,9 @@ def offline_wandb(root: Path) -> Iterator[Any]:
 
 
 def timed_probe_class():
-    """GradFlowProbe whose block hooks add up the seconds they take (on the CPU every
-    op is synchronous, so wall time inside the hook is its cost)."""
+    """GradFlowProbe whose block hooks (the forward hooks: output std; the tensor hooks in
+    backward: ||dL/dh_b||) add up the seconds they take (on the CPU every op is
+    synchronous, so wall time inside the hook is its cost)."""
     from depthlab.gradflow import GradFlowProbe
 
     class TimedProbe(GradFlowProbe):
@@ -371,6 +372,17 @@ def timed_probe_class():
                 start = time.perf_counter()
                 with self.label("gradflow.hooks"):
                     inner(module, inputs, output)
+                self.hook_seconds += time.perf_counter() - start
+            return hook
+
+        def _grad_hook(self, i: int):
+            # the backward signal ||dL/dh_b||: a tensor hook that runs inside backward()
+            inner = super()._grad_hook(i)
+
+            def hook(grad):
+                start = time.perf_counter()
+                with self.label("gradflow.hooks"):
+                    inner(grad)
                 self.hook_seconds += time.perf_counter() - start
             return hook
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce results/cifar10-degradation/, results/cifar10-gradflow/ and
-# results/cifar10-fulldata/ from a clean
+# Reproduce results/cifar10-degradation/, results/cifar10-gradflow/,
+# results/cifar10-fulldata/, results/cifar10-init/ and results/cifar10-normfree/ from a clean
 # checkout plus the CIFAR-10 data (see results/README.md for what each holds).
 #
 #   bash scripts/reproduce_cifar10.sh [RUNS_DIR]
@@ -41,10 +41,23 @@ degradation=(depthlab compare plain residual experiment=cifar10_degradation seed
 gradflow=(depthlab compare plain residual experiment=cifar10_gradflow sweep.name=cifar10-gradflow)
 fulldata=(depthlab compare plain residual experiment=cifar10_degradation depth=20,56
           data.train_subset=null trainer.epochs=4 sweep.name=cifar10-degradation-fulldata)
+# How the residual net starts (issue #17): residual nets with each start, then the plain
+# control (warm-up only: a plain net has no residual branch to zero-initialise), into one sweep
+# directory (two sweeps: the control is not a product of the residual grid).
+init=(depthlab sweep experiment=cifar10_init arch=residual seed=0,1 start=paper,zero_init,warmup
+      depth=20,56 sweep.name=cifar10-init)
+init_plain=(depthlab sweep experiment=cifar10_init arch=plain seed=0,1 start=warmup depth=20,56
+            sweep.name=cifar10-init)
+# Norm-free residual nets (no batch norm), the same budget; compared with start=paper above.
+normfree=(depthlab sweep experiment=cifar10_normfree arch=residual seed=0,1
+          arch.branch=skipinit,rezero,fixup depth=20,56 sweep.name=cifar10-normfree)
 
 "${degradation[@]}" "${launcher[@]}"
 "${gradflow[@]}" "${launcher[@]}"
 "${fulldata[@]}" "${launcher[@]}"
+"${init[@]}" "${launcher[@]}"
+"${init_plain[@]}" "${launcher[@]}"
+"${normfree[@]}" "${launcher[@]}"
 
 depthlab report "$runs/cifar10-degradation" --out results/cifar10-degradation \
     --title "Degradation on CIFAR-10: plain vs residual, depths 20-56" \
@@ -57,3 +70,10 @@ depthlab report "$runs/cifar10-gradflow" "$runs/cifar10-degradation" \
 depthlab report "$runs/cifar10-degradation-fulldata" --out results/cifar10-fulldata \
     --title "Degradation on CIFAR-10, all 50,000 training images, 4 epochs: plain vs residual at 20 and 56" \
     --command "${fulldata[*]}" --note "${note%%; class-balanced*}; all 50,000 training images, one seed."
+depthlab report "$runs/cifar10-init" --out results/cifar10-init \
+    --title "Does the deeper residual net trail because of how it starts? Paper init, zero-init branches, lr warm-up; residual 20 and 56" \
+    --command "${init[*]}" --command "${init_plain[*]}" --note "$note"
+depthlab report "$runs/cifar10-normfree" "$runs"/cifar10-init/residual-*-paper-s* \
+    --out results/cifar10-normfree \
+    --title "Norm-free residual nets (SkipInit, ReZero, Fixup) vs batch norm, residual 20 and 56" \
+    --command "${normfree[*]}" --command "${init[*]}" --note "$note"

@@ -17,12 +17,12 @@ from cli.helpers import TINY, cli
 from depthlab import dashboard as dash
 from depthlab.models import build_model, describe
 from depthlab.tracking.wandb_report import JOB_TYPE
-from depthlab.tracking.wandb_sink import SERIES, block_keys, layer_keys
+from depthlab.tracking.wandb_sink import BLOCK_SERIES, SERIES, block_keys, layer_keys
 from tracking.wandb_reader import isolate_wandb, read_run, wandb_files
 
 SWEEP = "dash"
 # plain nets of two depths (different layer keys), W&B offline, every per-layer series on
-LOGGED_SERIES = ("grad_norm", "weight_norm", "ratio", "act_std")
+LOGGED_SERIES = ("grad_norm", "weight_norm", "ratio", "act_std", "back_norm")
 RUNS = [o for o in TINY if o not in ("logger=none", "depth=8")] + [
     "logger=default", f"logger.wandb.series=[{','.join(LOGGED_SERIES)}]",
     "arch=plain", "depth=8,14", "arch.layout=cifar", f"sweep.name={SWEEP}"]
@@ -208,9 +208,10 @@ def test_series_patterns_pick_the_sinks_keys():
     d = describe(build_model("residual", 20, layout="cifar", shortcut="B"))
     for stat in SERIES:
         pattern = re.compile(dash.series_pattern(stat))
-        mine = block_keys(d["blocks"]) if stat == "act_std" else layer_keys(d["layers"], stat)
+        mine = (block_keys(d["blocks"], stat) if stat in BLOCK_SERIES
+                else layer_keys(d["layers"], stat))
         others = [k for s in SERIES if s != stat for k in (
-            block_keys(d["blocks"]) if s == "act_std" else layer_keys(d["layers"], s))]
+            block_keys(d["blocks"], s) if s in BLOCK_SERIES else layer_keys(d["layers"], s))]
         assert all(pattern.search(k) for k in mine)
         assert not any(pattern.search(k) for k in others)
     with pytest.raises(ValueError, match="unknown series"):

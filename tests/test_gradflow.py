@@ -59,7 +59,56 @@ def test_activations_off():
     probe = GradFlowProbe(model, d["layers"], d["blocks"], activations=False)
     probe.arm()
     model(torch.randn(2, 3, 32, 32)).sum().backward()
-    assert probe.record(0).act_std == []
+    record = probe.record(0)
+    assert record.act_std == [] and record.back_norm == []
+
+
+@pytest.mark.parametrize("arch,depth,options", [
+    ("residual", 20, {}), ("residual", 14, {"preact": True, "shortcut": "B"}),
+    ("residual", 14, {"norm": "none"}), ("plain", 14, {}), ("dense", 16, {})])
+def test_back_norm_equals_autograd_grad_on_block_outputs(arch, depth, options):
+    # ||dL/dh_b|| of every block, against torch.autograd.grad on the block outputs
+    torch.manual_seed(0)
+    model = build_model(arch, depth, layout="cifar", **options)
+    d = describe(model, flops=False)
+    probe = GradFlowProbe(model, d["layers"], d["blocks"])
+    modules = dict(model.named_modules())
+    outs = {}
+    handles = [modules[b].register_forward_hook(lambda m, i, o, b=b: outs.__setitem__(b, o))
+               for b in d["blocks"]]
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    probe.arm()
+    loss = F.cross_entropy(model(x), y)
+    for h in handles:
+        h.remove()
+    grads = torch.autograd.grad(loss, [outs[b] for b in d["blocks"]], retain_graph=True)
+    expected = [g.double().norm().item() for g in grads]
+    loss.backward()
+    record = probe.record(step=0)
+    assert len(record.back_norm) == len(d["blocks"])
+    # float32 sums against float64 ones: 1e-4 (a wrong tensor or block is off by far more)
+    assert record.back_norm == pytest.approx(expected, rel=1e-4)
+    # the signal differs from block to block: a probe that wrote one number everywhere fails
+    assert len({round(v, 12) for v in record.back_norm}) > 1
+
+
+def test_back_norm_only_on_armed_steps():
+    torch.manual_seed(0)
+    model = build_model("residual", 8, layout="cifar")
+    d = describe(model, flops=False)
+    probe = GradFlowProbe(model, d["layers"], d["blocks"])
+    x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    F.cross_entropy(model(x), y).backward()
+    assert probe.record(1).back_norm == [0.0] * len(d["blocks"])  # not armed: nothing measured
+    probe.arm()
+    with torch.no_grad():  # an armed forward without autograd (evaluation) hooks nothing
+        model(x)
+    probe.arm()
+    F.cross_entropy(model(x), y).backward()
+    assert all(v > 0 for v in probe.record(2).back_norm)
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()  # disarmed by record(): the old values are gone
+    assert probe.record(3).back_norm == [0.0] * len(d["blocks"])
 
 
 @pytest.mark.parametrize("scale,shift", [(1.0, 0.0), (3.0, 0.1), (1e19, 3e19), (1e-27, 0.0),

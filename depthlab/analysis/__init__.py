@@ -9,7 +9,8 @@ are `depthlab.plots`, report.md / summary.csv are `depthlab.report`.
     aggregate(table)                                 # one row per (architecture, depth)
     verdicts(table)                                  # [Verdict(kind, holds, text), ...]
 
-    runs         finding run directories, the run table, a run's files (csv readers)
+    runs         finding run directories, the run table, a run's files (csv readers,
+                 per-layer gradient and per-block backward-signal profiles)
     aggregation  per (variant, depth) statistics; the tables people read
     verdict      the verdicts and the rules they follow (see its docstring)
 """
@@ -38,6 +39,7 @@ from .runs import (
     SETTINGS,
     SKIP_PATH_SETTINGS,
     SUMMARY_KEYS,
+    block_profile,
     epoch_metrics,
     find_runs,
     grad_ratio_series,
@@ -65,7 +67,8 @@ from .verdict import (
 __all__ = [
     "ARCH_ORDER", "CHANCE_MARGIN", "COMPARISON_HEADERS", "KNOWN_CLASSES", "MIN_DECADES",
     "NUMERIC", "RUN_FILES", "RUN_HEADERS", "SETTINGS", "SHARED_SETTINGS", "SKIP_PATH_SETTINGS",
-    "STATUSES", "STAT_COLUMNS", "SUMMARY_KEYS", "Verdict", "aggregate", "comparison_rows",
+    "STATUSES", "STAT_COLUMNS", "SUMMARY_KEYS", "Verdict", "aggregate", "block_profile",
+    "comparison_rows",
     "comparison_verdicts", "counted", "degradation_verdicts", "epoch_metrics",
     "excluded_verdicts", "find_runs", "format_duration", "format_flops", "grad_ratio_series",
     "gradflow", "gradflow_profile", "is_run_dir", "load_runs", "load_table", "markdown_table",

@@ -27,6 +27,9 @@ SUMMARY_KEYS = [
     "steps_completed", "diverged", "grad_ratio_first_last", "grad_ratio_first_last_init",
     "wall_seconds", "device", "status", "error", "data", "train_subset", "num_classes",
 ]
+# Settings that train.run's summary does not hold, read from the run's config.yaml into
+# the table: key -> its path in the config (None where the config has no such key).
+CONFIG_SETTINGS = {"start": ("start", "name"), "branch": ("arch", "branch")}
 NUMERIC = ["depth", "seed", "params", "flops", "final_train_error", "final_test_error",
            "best_test_error", "epochs_completed", "epochs", "steps_completed",
            "grad_ratio_first_last", "grad_ratio_first_last_init", "wall_seconds", "train_subset",
@@ -35,10 +38,13 @@ NUMERIC = ["depth", "seed", "params", "flops", "final_train_error", "final_test_
 KNOWN_CLASSES = {"cifar10": 10, "synthetic": 10, "imagenet": 1000}
 ARCH_ORDER = {"plain": 0, "residual": 1, "dense": 2}
 # Settings that make runs of one architecture different experiments, not seeds.
-SETTINGS = ("layout", "norm", "data", "train_subset", "epochs", "shortcut", "preact",
-            "zero_init_residual")
+SETTINGS = ("start", "branch", "layout", "norm", "data", "train_subset", "epochs", "shortcut",
+            "preact", "zero_init_residual")
 # Settings of the skip path only: ignored for plain nets.
-SKIP_PATH_SETTINGS = ("shortcut", "zero_init_residual")
+SKIP_PATH_SETTINGS = ("shortcut", "zero_init_residual", "branch")
+# Settings another one already names: left out of a label that has the first
+# (start=zero_init sets zero_init_residual=true).
+IMPLIED = {"start": ("zero_init_residual",)}
 # The files analysis reads: a path to one of them stands for its run directory.
 RUN_FILES = (rundir.SUMMARY, rundir.CONFIG, rundir.METRICS_EPOCHS, rundir.GRADFLOW)
 
@@ -108,6 +114,23 @@ def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     return summary, None
 
 
+def _config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.yaml as a dict ({} when it is missing or unreadable)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((Path(run_dir) / rundir.CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _select(cfg: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
 def _scalar(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
@@ -132,6 +155,13 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
             continue
         row = {k: _scalar(summary.get(k)) for k in SUMMARY_KEYS}
         row.update({k: _scalar(v) for k, v in summary.items() if k not in row})
+        if any(row.get(k) is None for k in CONFIG_SETTINGS):
+            cfg = _config(run_dir)
+            for key, path in CONFIG_SETTINGS.items():
+                if row.get(key) is None:
+                    row[key] = _scalar(_select(cfg, path))
+        if row.get("branch") is None and row.get("arch") in ("plain", "residual"):
+            row["branch"] = "standard"  # runs made before arch.branch existed, and every plain net
         if row.get("name") is None:
             row["name"] = run_dir.name
         if row.get("status") is None:
@@ -158,8 +188,9 @@ def load_table(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _to_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = list(dict.fromkeys([*SUMMARY_KEYS, "log10_grad_ratio_init", "log10_grad_ratio",
-                                  *(k for r in rows for k in r), "run_dir", "variant", "settings"]))
+    columns = list(dict.fromkeys([*SUMMARY_KEYS, *CONFIG_SETTINGS, "log10_grad_ratio_init",
+                                  "log10_grad_ratio", *(k for r in rows for k in r), "run_dir",
+                                  "variant", "settings"]))
     table = pd.DataFrame(rows, columns=columns)
     for col in NUMERIC:
         table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
@@ -207,6 +238,7 @@ def _add_variants(table: pd.DataFrame) -> None:
         keys = [k for k in SETTINGS if k in table
                 and not (arch == "plain" and k in SKIP_PATH_SETTINGS)
                 and started[k].map(setting_value).nunique() > 1]
+        keys = [k for k in keys if not any(k in IMPLIED.get(other, ()) for other in keys)]
         if not keys:
             continue
 
@@ -314,4 +346,32 @@ def gradflow_profile(run_dir: str | Path, which: str = "init") -> pd.DataFrame:
         full = counts[counts == counts.max()]
         step = full.index.max()
     rows = frame[frame["step"] == step].drop_duplicates("layer_index", keep="last")
+    return rows[columns].reset_index(drop=True)
+
+
+def block_profile(run_dir: str | Path, which: str = "init", column: str = "back_norm") -> pd.DataFrame:
+    """One per-block statistic of activations.csv (back_norm: the backward signal
+    ||dL/dh_b|| at the block's output; act_std: its std) at the first ("init") or the
+    last complete ("end") recorded step.
+
+    Returns columns block_index, block, position (1 = the block nearest the input),
+    step and `column`; empty when the run has no activations.csv or never recorded
+    `column` (runs made before back_norm existed).
+    """
+    if which not in ("init", "end"):
+        raise ValueError(f"which must be 'init' or 'end', not {which!r}")
+    columns = ["block_index", "block", "position", "step", column]
+    frame = read_csv(run_dir, rundir.ACTIVATIONS)
+    if frame is None or not {"step", "block_index", column} <= set(frame.columns):
+        return pd.DataFrame(columns=columns)
+    frame = frame.dropna(subset=["step", "block_index", column])
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    if "block" not in frame:
+        frame = frame.assign(block="")
+    counts = frame.groupby("step")["block_index"].nunique()
+    step = counts.index.min() if which == "init" else counts[counts == counts.max()].index.max()
+    rows = frame[frame["step"] == step].drop_duplicates("block_index", keep="last")
+    rows = rows.sort_values("block_index")
+    rows = rows.assign(position=range(1, len(rows) + 1))
     return rows[columns].reset_index(drop=True)

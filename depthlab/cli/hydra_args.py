@@ -76,6 +76,6 @@ def check(overrides: list[str], dirs: list[Path]) -> None:
 
 def groups_help() -> str:
     lines = []
-    for group in ("arch", "data", "optim", "schedule", "trainer", "logger", "experiment"):
+    for group in ("arch", "data", "optim", "schedule", "trainer", "logger", "experiment", "start"):
         lines.append(f"  {group:<11} {', '.join(group_options(group))}")
     return "\n".join(lines)

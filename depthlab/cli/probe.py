@@ -18,9 +18,10 @@ HELP = """Gradient flow at initialisation: one forward + backward pass per net a
 For every architecture x depth x norm (x shortcut option for residual nets)
 and init seed: build the net as a training run with that seed would, one pass
 of cross-entropy on one batch, then read each weighted layer's gradient norm
-(depth order) and each block's output std. Prints a table (log10 of the
-first / last layer gradient-norm ratio, its std over seeds, the last block's
-output std) and what it shows; writes a probe directory with probe.csv
+(depth order) and, per block, the output std and the backward signal
+||dL/dh|| at the block's output. Prints a table (log10 of the first / last
+layer gradient-norm ratio, its std over seeds, log10 of the first / last
+block backward signal, the last block's output std) and what it shows; writes a probe directory with probe.csv
 (per layer), probe_blocks.csv, summary.csv, figures, report.md and runs/
 (one run directory per net and seed, read by depthlab report).
 
@@ -30,6 +31,8 @@ output std) and what it shows; writes a probe directory with probe.csv
   depth=20,56,110,218,1202  weighted layers; must be valid for every arch
   norm=batch,none           batch norm, or none at all
   shortcut=A                residual nets: A (zero-pad) | B | C (projections)
+  branch=standard           residual nets: standard | skipinit | rezero | fixup
+                            (norm-free starts; fixup with norm=none only)
   seeds=3                   init seeds 0..N-1
   batch=4                   images per pass (4 keeps the default grid near
                             a minute on 2 CPU cores; 32 takes about 3)
@@ -52,12 +55,14 @@ output std) and what it shows; writes a probe directory with probe.csv
 
   depthlab probe arch=residual shortcut=A,B,C depth=20,56 seeds=5
 
+  depthlab probe arch=residual branch=standard,skipinit,rezero,fixup norm=batch,none
+
   depthlab probe depth=range(20,120,18) data=cifar10 batch=32 logger=wandb
 """
 
-LIST_KEYS = {"arch", "depth", "norm", "shortcut"}
+LIST_KEYS = {"arch", "depth", "norm", "shortcut", "branch"}
 SINGLE_KEYS = {"seeds", "batch", "layout", "data", "threads", "device", "name", "out", "logger"}
-KEYS = ["arch", "depth", "norm", "shortcut", "seeds", "batch", "layout", "data", "data.KEY",
+KEYS = ["arch", "depth", "norm", "shortcut", "branch", "seeds", "batch", "layout", "data", "data.KEY",
         "threads", "device", "name", "out", "logger"]
 INT_KEYS = {"depth", "seeds", "batch", "threads"}
 
@@ -118,7 +123,8 @@ def parse_args(args: list[str]):
         fail(f"data.{next(iter(data_keys))} needs a data set: add data=cifar10 "
              "(or synthetic, folder, imagenet)")
     fields: dict[str, Any] = {}
-    renames = {"arch": "archs", "depth": "depths", "norm": "norms", "shortcut": "shortcuts"}
+    renames = {"arch": "archs", "depth": "depths", "norm": "norms", "shortcut": "shortcuts",
+               "branch": "branches"}
     for key, value in values.items():
         fields[renames.get(key, key)] = value
     return ProbeSettings(**fields, data=data)
@@ -149,24 +155,26 @@ def print_table(summary, *, title: str) -> None:
 
     grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                  caption="log10 first/last: log10(gradient norm of the first / last main-path "
-                         "layer), mean over seeds; std: its std over seeds; act std: the last "
-                         "block's output std, mean over seeds",
+                         "layer), mean over seeds; std: its std over seeds; back first/last: "
+                         "log10(||dL/dh|| at the first / last block's output), mean over seeds; "
+                         "act std: the last block's output std, mean over seeds",
                  caption_justify="left")
     for name, justify in (("arch", "left"), ("depth", "right"), ("norm", "left"),
                           ("shortcut", "left"), ("params", "right"), ("log10\nfirst/last", "right"),
-                          ("std", "right"), ("act std", "right")):
+                          ("std", "right"), ("log10 back\nfirst/last", "right"),
+                          ("act std", "right")):
         grid.add_column(name, justify=justify, no_wrap=True)
     rows = table_rows(summary)
     notes = []
     for i, r in enumerate(rows):
-        arch, depth, norm, shortcut, params, ratio, std, act, _secs, note = r
+        arch, depth, norm, shortcut, params, ratio, std, back, act, _secs, note = r
         if note:
             notes.append(f"{arch}-{depth} norm={norm}: {note}")
             ratio += "*"
         last = i + 1 == len(rows) or rows[i + 1][0] != arch or rows[i + 1][2] != norm
         grid.add_row(arch, depth, norm, shortcut, params,
                      Text(ratio, style="red" if ratio.startswith("non-finite") else ""),
-                     std, act, end_section=last)
+                     std, back, act, end_section=last)
     out.print(grid)
     for note in notes:
         out.print(Text(f"* {note} (float32)", style="dim"))
@@ -221,7 +229,7 @@ def probe(ctx: typer.Context) -> None:
         for line in lines:
             out.print(Text("• " + line), soft_wrap=False)
     console.print(f"wrote {out_dir}/: report.md, summary.csv, probe.csv, probe_blocks.csv, "
-                  f"{sum(1 for k in ('profile', 'ratio', 'act') if k in paths)} figures, "
+                  f"{sum(1 for k in ('profile', 'ratio', 'act', 'back') if k in paths)} figures, "
                   f"runs/ ({len(result.runs)} run directories: depthlab report {out_dir}/runs)",
                   highlight=False, soft_wrap=True)
 

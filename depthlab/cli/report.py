@@ -106,7 +106,9 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
     console.print(f"report: {written['markdown']} and {written['html'].name}, "
                   f"{written['summary'].name}, {len(figures)} figures in {out_dir}",
                   highlight=False)
-    left_out = [FIGURES[k][0] for k in FIGURES if k not in written]
+    from depthlab.report.figures import OPTIONAL
+
+    left_out = [FIGURES[k][0] for k in FIGURES if k not in written and k not in OPTIONAL]
     if left_out:
         console.print(f"left out (no data for them, see report.md): {', '.join(left_out)}",
                       highlight=False)

@@ -26,26 +26,29 @@ from .depths import (
     densenet_spec,
     resnet_spec,
 )
-from .init import init_weights
+from .blocks import BRANCH_LAYERS
+from .init import fixup_init, init_weights
 from .resnet import ResNet
 
 ARCHS = ("plain", "residual", "dense")
 NORMS = ("batch", "none")
+# The residual branch: He et al. 2015's, or a norm-free start (blocks.BRANCH_BLOCKS)
+BRANCHES = ("standard", "skipinit", "rezero", "fixup")
 
 # Options each family accepts, with their defaults ("auto" = chosen from the layout).
 _COMMON = {"norm": "batch", "image_size": None, "stem": "auto"}
 OPTIONS: dict[str, dict[str, Any]] = {
     "plain": {**_COMMON, "block": "auto", "shortcut": "auto", "preact": False,
-              "zero_init_residual": False},
+              "zero_init_residual": False, "branch": "standard"},
     "residual": {**_COMMON, "block": "auto", "shortcut": "auto", "preact": False,
-                 "zero_init_residual": False},
+                 "zero_init_residual": False, "branch": "standard"},
     "dense": {**_COMMON, "growth_rate": None, "bn_size": 4, "compression": 0.5,
               "memory_efficient": False},
 }
 
 __all__ = [
-    "ARCHS", "ArchitectureError", "DEPTH_RULES", "LAYOUTS", "Layer", "OPTIONS",
-    "build_model", "common_depths", "describe", "valid_depth",
+    "ARCHS", "ArchitectureError", "BRANCHES", "DEPTH_RULES", "LAYOUTS", "Layer", "OPTIONS",
+    "build_model", "check_branch", "common_depths", "describe", "valid_depth",
 ]
 
 
@@ -106,19 +109,42 @@ def build_model(
         if shortcut not in ("A", "B", "C"):
             raise ArchitectureError(f"unknown shortcut {shortcut!r}; valid: auto, A, B, C")
         residual = arch == "residual"
+        branch = check_branch(opts, arch, spec.block)
         model = ResNet(
             spec.block, spec.repeats, spec.widths, num_classes=num_classes, residual=residual,
             shortcut=shortcut, preact=bool(opts["preact"]), norm_layer=norm_layer,
-            large_stem=large_stem,
+            large_stem=large_stem, branch=branch,
         )
         opts.update(block=spec.block, shortcut=shortcut)
         # Zero-init only makes sense where there is an identity path to fall back on.
         opts["zero_init_residual"] = bool(opts["zero_init_residual"]) and residual
         init_weights(model, zero_init_residual=opts["zero_init_residual"])
+        if branch == "fixup":
+            fixup_init(model, branches=sum(spec.repeats), branch_layers=BRANCH_LAYERS[spec.block])
     opts.update(image_size=image_size, stem="large" if large_stem else "small")
     model.depthlab_info = {"arch": arch, "depth": depth, "layout": layout,
                            "num_classes": num_classes, **opts}
     return model
+
+
+def check_branch(opts: dict[str, Any], arch: str, block: str) -> str:
+    """arch.branch, checked: the norm-free branches are residual basic blocks, post-activation,
+    and Fixup takes no normalisation (its init does the normalising)."""
+    branch = opts.get("branch", "standard")
+    if branch not in BRANCHES:
+        raise ArchitectureError(f"unknown branch {branch!r}; valid: {', '.join(BRANCHES)}")
+    if branch == "standard":
+        return branch
+    if arch != "residual":
+        raise ArchitectureError(f"branch {branch} scales a residual branch; a {arch} net has none "
+                                "(use arch=residual)")
+    if block != "basic" or opts.get("preact"):
+        raise ArchitectureError(f"branch {branch} is built for basic post-activation blocks only "
+                                f"(this depth has {'pre-activation' if opts.get('preact') else block} "
+                                "blocks)")
+    if branch == "fixup" and opts.get("norm", "batch") != "none":
+        raise ArchitectureError("branch fixup replaces normalisation: add arch.norm=none")
+    return branch
 
 
 def valid_depth(arch: str, depth: int, layout: str) -> bool:

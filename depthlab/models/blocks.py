@@ -212,6 +212,92 @@ class PreActBottleneck(nn.Module):
         return self.bn3
 
 
+# --------------------------------------------------------------------------- norm-free starts
+# Three ways to train a deep residual net without normalisation, each making every block
+# start at (or near) its shortcut. They change the residual branch only; basic blocks only.
+
+
+class SkipInitBasicBlock(BasicBlock):
+    """SkipInit (De & Smith 2020, Sec. 4): a learnable scalar `alpha` at the end of the
+    residual branch, initialised to 0, so every block starts as relu(its shortcut)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out)) * self.alpha
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ReZeroBasicBlock(BasicBlock):
+    """ReZero (Bachlechner et al. 2020, Eq. 4): x_{i+1} = x_i + alpha_i F(x_i), alpha_i
+    initialised to 0 and nothing after the sum (no ReLU there, unlike He et al. 2015),
+    so every block starts as exactly its shortcut."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return identity + self.alpha * out
+
+
+class FixupBasicBlock(BasicBlock):
+    """Fixup (Zhang et al. 2019, Sec. 3, and their CIFAR code): a scalar bias before each
+    conv and activation, a scalar multiplier `scale` (init 1) after the last conv; the
+    rescaled init is applied by models.init.fixup_init (the first conv scaled by
+    L^(-1/(2m-2)), the last conv of the branch 0). Meant with arch.norm=none."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bias1a = nn.Parameter(torch.zeros(1))
+        self.bias1b = nn.Parameter(torch.zeros(1))
+        self.bias2a = nn.Parameter(torch.zeros(1))
+        self.scale = nn.Parameter(torch.ones(1))
+        self.bias2b = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.bn1(self.conv1(x + self.bias1a))
+        out = self.relu(out + self.bias1b)
+        out = self.bn2(self.conv2(out + self.bias2a))
+        out = out * self.scale + self.bias2b
+        if self.downsample is not None:
+            identity = self.downsample(x + self.bias1a)  # as the paper's code does
+        out += identity
+        return self.relu(out)
+
+
+class ScalarBias(nn.Module):
+    """One learnable scalar added to its input (Fixup's biases around the stem and the
+    classifier)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
+
+# arch.branch -> the basic block of that scheme ("standard": BLOCKS below)
+BRANCH_BLOCKS = {"skipinit": SkipInitBasicBlock, "rezero": ReZeroBasicBlock,
+                 "fixup": FixupBasicBlock}
+# residual branches per block, Fixup's m (weighted layers on the branch)
+BRANCH_LAYERS = {"basic": 2, "bottleneck": 3}
+
+
 BLOCKS = {
     ("basic", False): BasicBlock,
     ("bottleneck", False): Bottleneck,

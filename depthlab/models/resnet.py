@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 import torch
 
-from .blocks import BLOCKS, PadShortcut, conv1x1, NormLayer
+from .blocks import BLOCKS, BRANCH_BLOCKS, PadShortcut, ScalarBias, conv1x1, NormLayer
 
 
 def make_shortcut(
@@ -75,10 +75,12 @@ class ResNet(nn.Module):
         preact: bool,
         norm_layer: NormLayer,
         large_stem: bool,
+        branch: str = "standard",
     ) -> None:
         super().__init__()
-        block = BLOCKS[(block_kind, preact)]
+        block = BLOCKS[(block_kind, preact)] if branch == "standard" else BRANCH_BLOCKS[branch]
         self.preact = preact
+        self.branch = branch
         stem_width = widths[0]
         if large_stem:  # 224x224 inputs: 7x7 stride 2, then max-pool (He et al. 2015, Table 1)
             self.conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
@@ -89,6 +91,9 @@ class ResNet(nn.Module):
         # Pre-activation nets normalise inside each block; their stem is conv only.
         self.bn1 = nn.Identity() if preact else norm_layer(stem_width)
         self.relu = nn.Identity() if preact else nn.ReLU(inplace=True)
+        # Fixup's scalar biases after the stem conv and before the classifier
+        self.stem_bias = ScalarBias() if branch == "fixup" else nn.Identity()
+        self.head_bias = ScalarBias() if branch == "fixup" else nn.Identity()
         strides = (1,) + (2,) * (len(widths) - 1)
         stages, out_ch = make_stages(
             block, stem_width, widths, repeats, strides,
@@ -104,11 +109,11 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(out_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(self.stem_bias(self.bn1(self.conv1(x)))))
         for i in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{i}")(x)
         x = self.post_relu(self.post_bn(x))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.fc(self.head_bias(torch.flatten(self.avgpool(x), 1)))
 
     def stage_of(self, name: str) -> str:
         top = name.split(".", 1)[0]

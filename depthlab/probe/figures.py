@@ -1,4 +1,4 @@
-"""The probe's three figures, from its tables.
+"""The probe's four figures, from its tables.
 
 Every use of depthlab.plots in the probe is in the first section below, imported only
 when figures are made: the house style, the figure maker, the architecture colours and
@@ -65,11 +65,25 @@ FIGURES = {
                 "Gradient norm of each main-path layer vs its relative depth position"),
     "ratio": ("ratio_vs_depth.png", "First / last layer gradient-norm ratio vs depth"),
     "act": ("act_std_vs_depth.png", "Standard deviation of the last block's output vs depth"),
+    "back": ("back_norm_vs_position.png",
+             "Backward signal ||dL/dh|| at each block's output vs its relative position"),
 }
 
 SHORTCUT_COLOURS = {"A": "#1f77b4", "B": "#9467bd", "C": "#17becf"}
 NORM_STYLE = {"batch": "-", "none": "--"}
 NORM_WORDS = {"batch": "batch norm", "none": "no norm"}
+
+
+BRANCH_COLOURS = {"skipinit": "#ff7f0e", "rezero": "#8c564b", "fixup": "#e377c2"}
+
+
+def _fold_branch(frame: pd.DataFrame) -> pd.DataFrame:
+    """A norm-free residual branch shown as its own architecture ("residual fixup")."""
+    if "branch" not in frame:
+        return frame
+    branch = frame["branch"].fillna("standard")
+    named = branch != "standard"
+    return frame.assign(arch=frame["arch"].where(~named, frame["arch"] + " " + branch))
 
 
 def _variants(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -82,6 +96,8 @@ def _variants(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 def _variant_colour(arch: str, shortcut: str, multi: bool) -> str:
     arch_colours = _arch_colours()
+    if " " in arch:  # a norm-free branch
+        return BRANCH_COLOURS.get(arch.split(" ", 1)[1], "#7f7f7f")
     if arch == "residual" and multi:
         return SHORTCUT_COLOURS.get(shortcut, arch_colours["residual"])
     return arch_colours.get(arch, "#7f7f7f")
@@ -93,48 +109,75 @@ def _geomean(values: pd.Series) -> float:
     return float(np.exp(np.log(v).mean())) if len(v) else math.nan
 
 
-@_styled
 def plot_profiles(layers: pd.DataFrame, path: Path, *, seeds: int) -> Path:
     """Gradient norm vs relative depth position (main-path layer index / depth), one line
     per depth, one panel per (architecture, shortcut) x norm, log scale; seeds averaged
     geometrically; non-finite or zero norms are left out of the line."""
+    main = layers[layers.shortcut_layer == 0].copy()
+    main["position"] = main.layer_index / main.depth
+    note = f"geometric mean over {seeds} seeds" if seeds > 1 else "one seed"
+    return _profile_panels(
+        main, "grad_norm", path, xlabel="relative depth position (layer index / depth)",
+        ylabel="gradient norm (L2, weights)",
+        title=f"Gradient norm per layer at initialisation ({note}; 0 = input, 1 = output)")
+
+
+def plot_back_profiles(blocks: pd.DataFrame, path: Path, *, seeds: int) -> Path:
+    """The backward signal ||dL/dh_b|| at each block's output vs the block's relative
+    position (block / blocks), as plot_profiles draws the weight gradients."""
+    b = blocks.copy()
+    keys = [k for k in ("arch", "depth", "norm", "shortcut", "branch", "seed") if k in b]
+    count = b.groupby(keys, dropna=False)["block_index"]
+    b["position"] = (b.block_index + 1) / count.transform("max").add(1)
+    note = f"geometric mean over {seeds} seeds" if seeds > 1 else "one seed"
+    return _profile_panels(
+        b, "back_norm", path, xlabel="relative block position (block / blocks)",
+        ylabel="||dL/dh|| at the block output (L2)",
+        title=f"Backward signal per block at initialisation ({note}; 0 = input, 1 = output)")
+
+
+@_styled
+def _profile_panels(frame: pd.DataFrame, value: str, path: Path, *, xlabel: str, ylabel: str,
+                    title: str) -> Path:
+    """`value` vs `position`, one line per depth, one panel per (architecture, shortcut)
+    x norm, log scale; seeds averaged geometrically."""
     from matplotlib import colormaps
 
-    main = layers[layers.shortcut_layer == 0].copy()
-    main["shortcut"] = main["shortcut"].fillna("")
-    variants = _variants(main)
-    norms = [n for n in NORMS if n in set(main.norm)]
-    depths = sorted(main.depth.unique())
+    frame = _fold_branch(frame.copy())
+    frame["shortcut"] = frame["shortcut"].fillna("")
+    variants = _variants(frame)
+    norms = [n for n in NORMS if n in set(frame.norm)]
+    depths = sorted(frame.depth.unique())
     cmap = colormaps["viridis"]
     colour = {d: cmap(0.85 * i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
     fig, axes = _subplots(len(norms), len(variants), figsize=(4.6 * len(variants),
                              3.6 * len(norms)), squeeze=False)
-    grouped = main.groupby(["arch", "shortcut", "norm", "depth", "layer_index"],
-                           sort=True)["grad_norm"].apply(_geomean).reset_index()
+    grouped = frame.groupby(["arch", "shortcut", "norm", "depth", "position"],
+                            sort=True)[value].apply(_geomean).reset_index()
     multi = len([v for v in variants if v[0] == "residual"]) > 1
     for i, norm in enumerate(norms):
         for j, (arch, sc) in enumerate(variants):
             ax = axes[i][j]
             g = grouped[(grouped.arch == arch) & (grouped.shortcut == sc) & (grouped.norm == norm)]
             for depth in depths:
-                d = g[g.depth == depth]
+                d = g[(g.depth == depth) & np.isfinite(g[value])]
                 if d.empty:
                     continue
-                ax.plot(d.layer_index / depth, d.grad_norm, color=colour[depth], lw=1.4,
-                        label=f"depth {depth}")
+                ax.plot(d.position, d[value], color=colour[depth], lw=1.4, label=f"depth {depth}")
             ax.set_yscale("log")
             name = f"{arch} (shortcut {sc})" if sc and multi else arch
             ax.set_title(f"{name}, {NORM_WORDS[norm]}")
             ax.set_xlim(0, 1)
             if i == len(norms) - 1:
-                ax.set_xlabel("relative depth position (layer index / depth)")
+                ax.set_xlabel(xlabel)
             if j == 0:
-                ax.set_ylabel("gradient norm (L2, weights)")
+                ax.set_ylabel(ylabel)
             if ax.has_data():
                 ax.legend(loc="best", fontsize=7.5)
-    note = f"geometric mean over {seeds} seeds" if seeds > 1 else "one seed"
-    fig.suptitle(f"Gradient norm per layer at initialisation ({note}; 0 = input, 1 = output)",
-                 y=1.01)
+            else:  # e.g. Fixup's zero gradients at step 0, or no such net (fixup with batch norm)
+                ax.text(0.5, 0.5, "nothing to draw\n(no such net, or every value 0 / not finite)",
+                        transform=ax.transAxes, ha="center", va="center", color="0.5")
+    fig.suptitle(title, y=1.01)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -144,7 +187,7 @@ def _lines_vs_depth(summary: pd.DataFrame, path: Path, *, ratio: bool, seeds: in
     from matplotlib.ticker import NullLocator
 
     fig, ax = _subplots(figsize=(7.2, 4.6))
-    s = summary.copy()
+    s = _fold_branch(summary.copy())
     s["shortcut"] = s["shortcut"].fillna("")
     variants = _variants(s)
     multi = len([v for v in variants if v[0] == "residual"]) > 1
@@ -205,4 +248,5 @@ def make_figures(result: ProbeResult, out: Path) -> dict[str, Path]:
                                  seeds=seeds),
         "act": _lines_vs_depth(result.summary, out / FIGURES["act"][0], ratio=False,
                                seeds=seeds),
+        "back": plot_back_profiles(result.blocks, out / FIGURES["back"][0], seeds=seeds),
     }

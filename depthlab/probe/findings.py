@@ -27,8 +27,9 @@ def findings(summary: pd.DataFrame) -> list[str]:
         return []
     lines = []
     multi = summary[summary.arch == "residual"]["shortcut"].nunique() > 1
-    s = summary.assign(variant=[_variant(a, sc, multi) for a, sc in
-                                zip(summary.arch, summary.shortcut)])
+    branches = summary["branch"] if "branch" in summary else ["standard"] * len(summary)
+    s = summary.assign(variant=[_variant(a, sc, multi) + ("" if b == "standard" else f" {b}")
+                                for a, sc, b in zip(summary.arch, summary.shortcut, branches)])
     norm_words = {"batch": "batch norm", "none": "no normalisation"}
     for (variant, norm), g in s.groupby(["variant", "norm"], sort=False):
         g = g.sort_values("depth")
@@ -55,7 +56,9 @@ def findings(summary: pd.DataFrame) -> list[str]:
         else:
             text += "no finite ratio at any depth"
         if len(bad):
-            text += "; outside float32's range at depth " + ", ".join(
+            zero = all("zero-initialised classifier" in str(r.note) for r in bad.itertuples())
+            text += ("; no ratio (a zero gradient, by construction) at depth " if zero
+                     else "; outside float32's range at depth ") + ", ".join(
                 f"{r.depth} ({r.note}, {r.seeds - r.finite_seeds}/{r.seeds} seeds)"
                 for r in bad.itertuples())
         lines.append(text)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from depthlab.models import ARCHS, LAYOUTS, NORMS, ArchitectureError
+from depthlab.models import ARCHS, BRANCHES, LAYOUTS, NORMS, ArchitectureError
 from depthlab.models.depths import densenet_spec, resnet_spec
 
 # The story in one grid: plain vs residual on the CIFAR layout, from ResNet-20 to ResNet-1202
@@ -39,6 +39,9 @@ class ProbeSettings:
     depths: tuple[int, ...] = DEFAULT_DEPTHS
     norms: tuple[str, ...] = DEFAULT_NORMS
     shortcuts: tuple[str, ...] | None = None
+    # residual branches (models.BRANCHES): standard, or the norm-free skipinit, rezero,
+    # fixup (fixup only without normalisation: its pairs with norm=batch are left out)
+    branches: tuple[str, ...] = ("standard",)
     seeds: int = DEFAULT_SEEDS  # initialisation seeds 0 .. seeds-1
     batch: int = DEFAULT_BATCH  # images in the one batch
     layout: str = "cifar"
@@ -58,17 +61,21 @@ class ProbeConfig:
     depth: int
     norm: str
     shortcut: str | None  # residual: A | B | C; None for plain and dense nets
+    branch: str = "standard"  # residual: models.BRANCHES
 
     @property
     def label(self) -> str:
         parts = [self.arch, str(self.depth), f"norm={self.norm}"]
         if self.shortcut:
             parts.append(f"shortcut={self.shortcut}")
+        if self.branch != "standard":
+            parts.append(f"branch={self.branch}")
         return " ".join(parts)
 
     def run_name(self, seed: int) -> str:
         sc = f"-{self.shortcut}" if self.shortcut else ""
-        return f"{self.arch}{sc}-{self.depth}-{self.norm}-s{seed}"
+        br = f"-{self.branch}" if self.branch != "standard" else ""
+        return f"{self.arch}{sc}{br}-{self.depth}-{self.norm}-s{seed}"
 
 
 def configurations(settings: ProbeSettings) -> list[ProbeConfig]:
@@ -80,6 +87,11 @@ def configurations(settings: ProbeSettings) -> list[ProbeConfig]:
         raise ProbeError(f"unknown layout {s.layout!r}; valid: {', '.join(LAYOUTS)}")
     if s.shortcuts is not None:
         _check_choice("shortcut", s.shortcuts, SHORTCUTS)
+    _check_choice("branch", s.branches, BRANCHES)
+    if set(s.branches) != {"standard"} and "residual" not in s.archs:
+        raise ProbeError("branch applies to residual nets: add arch=residual")
+    if s.branches == ("fixup",) and "none" not in s.norms:
+        raise ProbeError("branch fixup takes no normalisation: add norm=none")
     for key in ("seeds", "batch", "threads"):
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -105,10 +117,14 @@ def configurations(settings: ProbeSettings) -> list[ProbeConfig]:
     for arch in dict.fromkeys(s.archs):
         shortcuts = (tuple(dict.fromkeys(s.shortcuts or (default_shortcut,)))
                      if arch == "residual" else (None,))
+        branches = tuple(dict.fromkeys(s.branches)) if arch == "residual" else ("standard",)
         for norm in dict.fromkeys(s.norms):
             for shortcut in shortcuts:
-                for depth in dict.fromkeys(s.depths):
-                    out.append(ProbeConfig(arch, depth, norm, shortcut))
+                for branch in branches:
+                    if branch == "fixup" and norm != "none":
+                        continue  # Fixup replaces normalisation
+                    for depth in dict.fromkeys(s.depths):
+                        out.append(ProbeConfig(arch, depth, norm, shortcut, branch))
     return out
 
 

@@ -28,9 +28,11 @@ from .grid import ProbeConfig, ProbeError, ProbeSettings, configurations
 
 _BUILD_LOCK = threading.Lock()
 
-LAYER_COLUMNS = ["arch", "depth", "norm", "shortcut", "seed", "layer_index", "layer", "stage",
-                 "shortcut_layer", "grad_norm", "weight_norm"]
-BLOCK_COLUMNS = ["arch", "depth", "norm", "shortcut", "seed", "block_index", "block", "act_std"]
+LAYER_COLUMNS = ["arch", "depth", "norm", "shortcut", "branch", "seed", "layer_index", "layer",
+                 "stage", "shortcut_layer", "grad_norm", "weight_norm"]
+# act_std: std of the block's output h_b; back_norm: ||dL/dh_b||, the backward signal there
+BLOCK_COLUMNS = ["arch", "depth", "norm", "shortcut", "branch", "seed", "block_index", "block",
+                 "act_std", "back_norm"]
 
 
 @dataclass
@@ -98,6 +100,8 @@ def probe_once(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,
     options: dict[str, Any] = {"norm": config.norm, "image_size": int(x.shape[-1])}
     if config.shortcut is not None:
         options["shortcut"] = config.shortcut
+    if config.branch != "standard":
+        options["branch"] = config.branch
     with _BUILD_LOCK:  # the global RNG: one build at a time, so seed s gives the same weights
         torch.manual_seed(seed)  # as depthlab.train does just before make_model
         model = build_model(config.arch, config.depth, num_classes=num_classes, layout=layout,
@@ -117,10 +121,14 @@ def probe_once(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,
             "loss": float(loss.detach()), "params": desc["params"]}
 
 
-def _nonfinite_note(loss: float, grad_norm: list[float], layers) -> str:
+def _nonfinite_note(loss: float, grad_norm: list[float], layers,
+                    back_norm: list[float] = ()) -> str:
     """Why a first/last ratio is not a finite positive number, in words."""
     main = [g for layer, g in zip(layers, grad_norm) if not layer.shortcut]
     first, last = main[0], main[-1]
+    if math.isfinite(loss) and first == 0 and back_norm and not any(back_norm):
+        # not an underflow: a classifier whose weights start at 0 (Fixup) passes nothing back
+        return "no gradient below the classifier at step 0 (zero-initialised classifier)"
     if not math.isfinite(loss):
         return "activations overflow (loss not finite)"
     if not math.isfinite(first):
@@ -150,9 +158,12 @@ def _one_pass(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,
         "ratio": ratio, "log10_ratio": _log10(ratio),
         "grad_first": main[0], "grad_last": main[-1],
         "act_std_final": rec.act_std[-1] if rec.act_std else math.nan,
+        # the backward signal reaching the first block over that at the last one
+        "log10_back_ratio": _log10(rec.back_norm[0] / rec.back_norm[-1])
+        if rec.back_norm and rec.back_norm[-1] > 0 else math.nan,
         "loss": one["loss"], "params": one["params"],
         "note": "" if math.isfinite(_log10(ratio)) else _nonfinite_note(
-            one["loss"], rec.grad_norm, layers),
+            one["loss"], rec.grad_norm, layers, rec.back_norm),
         "record": rec, "layers": layers, "blocks": one["blocks"],
         "seconds": time.perf_counter() - t0,
     }
@@ -210,10 +221,11 @@ def run_probe(settings: ProbeSettings, *,
     block_rows: list[tuple] = []
     for r in runs:
         c, rec = r["config"], r["record"]
-        key = (c.arch, c.depth, c.norm, c.shortcut, r["seed"])
+        key = (c.arch, c.depth, c.norm, c.shortcut, c.branch, r["seed"])
         layer_rows.extend((*key, layer.index, layer.name, layer.stage, int(layer.shortcut), g, w)
                           for layer, g, w in zip(r["layers"], rec.grad_norm, rec.weight_norm))
-        block_rows.extend((*key, i, b, a) for i, (b, a) in enumerate(zip(r["blocks"], rec.act_std)))
+        block_rows.extend((*key, i, b, a, g) for i, (b, a, g)
+                          in enumerate(zip(r["blocks"], rec.act_std, rec.back_norm)))
     return ProbeResult(settings=settings, layers=pd.DataFrame(layer_rows, columns=LAYER_COLUMNS),
                        blocks=pd.DataFrame(block_rows, columns=BLOCK_COLUMNS),
                        summary=summarise(runs), runs=runs, data_name=batches.name,
@@ -232,10 +244,13 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
         finite = logs[np.isfinite(logs)]
         acts = np.array([r["act_std_final"] for r in rs], dtype=float)
         acts = acts[np.isfinite(acts)]
+        backs = np.array([r["log10_back_ratio"] for r in rs], dtype=float)
+        backs = backs[np.isfinite(backs)]
         notes = list(dict.fromkeys(r["note"] for r in rs if r["note"]))
         rows.append({
             "arch": config.arch, "depth": config.depth, "norm": config.norm,
-            "shortcut": config.shortcut or "", "params": rs[0]["params"],
+            "shortcut": config.shortcut or "", "branch": config.branch,
+            "params": rs[0]["params"],
             "seeds": len(rs), "finite_seeds": len(finite),
             "log10_ratio_mean": float(finite.mean()) if len(finite) else math.nan,
             "log10_ratio_std": float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
@@ -244,6 +259,7 @@ def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "grad_first_mean": float(np.mean([r["grad_first"] for r in rs])),
             "grad_last_mean": float(np.mean([r["grad_last"] for r in rs])),
             "act_std_final_mean": float(acts.mean()) if len(acts) else math.nan,
+            "log10_back_ratio_mean": float(backs.mean()) if len(backs) else math.nan,
             "loss_mean": float(np.mean([r["loss"] for r in rs])),
             "note": "; ".join(notes),
             "seconds": float(sum(r["seconds"] for r in rs)),

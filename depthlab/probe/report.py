@@ -80,7 +80,8 @@ def write_runs(result: ProbeResult, runs_dir: Path, group: str) -> list[Path]:
         run_dir = runs_dir / r["name"]
         config = {
             "arch": {"name": c.arch, "layout": s.layout, "norm": c.norm,
-                     **({"shortcut": c.shortcut} if c.shortcut else {})},
+                     **({"shortcut": c.shortcut} if c.shortcut else {}),
+                     **({"branch": c.branch} if c.branch != "standard" else {})},
             "depth": c.depth, "seed": r["seed"],
             "probe": {"batch": s.batch, "data": result.data_name, "loss": "cross_entropy",
                       "mode": "train", "step": 0},
@@ -134,7 +135,8 @@ def write_probe(result: ProbeResult, out_dir: str | Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------- the report
 
 TABLE_HEADERS = ["arch", "depth", "norm", "shortcut", "params", "log10 first/last",
-                 "std over seeds", "last block act std", "seconds", "note"]
+                 "std over seeds", "log10 back first/last", "last block act std", "seconds",
+                 "note"]
 
 
 def table_rows(summary: pd.DataFrame) -> list[list[str]]:
@@ -146,9 +148,12 @@ def table_rows(summary: pd.DataFrame) -> list[list[str]]:
         note = r.note or ""
         if r.finite_seeds < r.seeds:
             note = f"{r.seeds - r.finite_seeds}/{r.seeds} seeds: {note}"
-        rows.append([r.arch, str(r.depth), r.norm, r.shortcut or "-", f"{r.params / 1e6:.2f}M",
+        arch = r.arch if getattr(r, "branch", "standard") == "standard" else f"{r.arch} {r.branch}"
+        rows.append([arch, str(r.depth), r.norm, r.shortcut or "-", f"{r.params / 1e6:.2f}M",
                      ratio,
                      f"{r.log10_ratio_std:.2f}" if math.isfinite(r.log10_ratio_std) else "-",
+                     f"{r.log10_back_ratio_mean:+.2f}" if math.isfinite(r.log10_back_ratio_mean)
+                     else "non-finite",
                      _std(r.act_std_final_mean), f"{r.seconds:.1f}", note])
     return rows
 
@@ -175,8 +180,11 @@ def report_markdown(result: ProbeResult, paths: Mapping[str, Path]) -> str:
         markdown_table(TABLE_HEADERS, table_rows(result.summary)), "",
         "log10 first/last: log10 of the gradient norm of the first main-path layer (the stem "
         "conv) over that of the last (the classifier), mean over the seeds where it is finite; "
-        "std over seeds: sample std of that log10. Last block act std: standard deviation of "
-        "the last block's output, mean over seeds.", "",
+        "std over seeds: sample std of that log10. log10 back first/last: log10 of the "
+        "backward signal ||dL/dh|| (L2 norm of the loss gradient at a block's output) at the "
+        "first block over that at the last block, mean over seeds (Glorot & Bengio 2010). "
+        "Last block act std: standard deviation of the last block's output, mean over seeds.",
+        "",
         "## Findings", "",
     ]
     lines += [f"- {f}" for f in findings(result.summary)]
@@ -186,7 +194,8 @@ def report_markdown(result: ProbeResult, paths: Mapping[str, Path]) -> str:
             lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
     lines += ["## Files", "",
               "- `probe.csv`: gradient and weight norm per (configuration, seed, weighted layer)",
-              "- `probe_blocks.csv`: output std per (configuration, seed, block)",
+              "- `probe_blocks.csv`: output std and backward signal ||dL/dh|| per "
+              "(configuration, seed, block)",
               "- `summary.csv`: one row per configuration (the table above)",
               "- `runs/<arch>-<depth>-<norm>-s<seed>/`: run directories stopped at step 0; "
               "`depthlab report <this directory>/runs` reads them", ""]

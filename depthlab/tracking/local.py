@@ -18,8 +18,11 @@ from depthlab.rundir import atomic_write
 from . import RunInfo
 
 
-def truncate_csv(path: Path, column: str, keep_upto: float) -> None:
-    """Drop rows whose `column` is past `keep_upto` (and any torn last line)."""
+def truncate_csv(path: Path, column: str, keep_upto: float,
+                 columns: list[str] | None = None) -> None:
+    """Drop rows whose `column` is past `keep_upto` (and any torn last line). With
+    `columns`, the file is rewritten with those columns (a column the file lacks is
+    left empty in its rows): a run resumed by a newer depthlab keeps one header."""
     if not path.exists():
         return
     with open(path, newline="") as f:
@@ -32,7 +35,8 @@ def truncate_csv(path: Path, column: str, keep_upto: float) -> None:
         return
     reader = csv.DictReader(io.StringIO("".join(lines)))
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=reader.fieldnames, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns or reader.fieldnames, lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     for row in reader:
         try:
@@ -75,7 +79,7 @@ class LocalSink:
                     rundir.METRICS_EPOCHS: ("epoch", run.extra.get("resumed_epoch", 0)),
                     rundir.METRICS_STEPS: ("step", done),
                 }.get(name, ("step", done - 1))
-                truncate_csv(path, column, limit)
+                truncate_csv(path, column, limit, columns)
             new = not path.exists()
             f = open(path, "a", newline="")
             self._files[name] = f
@@ -109,9 +113,10 @@ class LocalSink:
         )
         self._writers[rundir.GRADFLOW].writerows(rows)
         if record.act_std:
+            back = getattr(record, "back_norm", None) or [None] * len(record.act_std)
             self._writers[rundir.ACTIVATIONS].writerows(
-                [record.step, epoch, i, block, s]
-                for i, (block, s) in enumerate(zip(self._blocks, record.act_std))
+                [record.step, epoch, i, block, s, b]
+                for i, (block, s, b) in enumerate(zip(self._blocks, record.act_std, back))
             )
 
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, float]) -> None:

@@ -14,6 +14,7 @@ What a W&B run holds (key: x axis it is plotted against):
       epoch/lr, epoch/images_per_sec, epoch/epoch_seconds, epoch/wall_seconds : epoch
     gradflow/grad_norm/L007_layer2.0.conv2   gradient norm of one layer    : train/step
     gradflow/act_std/B003_layer2.0           output std of one block       : train/step
+    gradflow/back_norm/B003_layer2.0         ||dL/dh|| at one block's output: train/step
     gradflow/ratio_first_last, gradflow/log10_ratio_first_last
                                              first / last main-path layer  : train/step
     gradflow_by_layer/table     per epoch, one row per layer (the epoch's last record)
@@ -74,9 +75,10 @@ if TYPE_CHECKING:  # for annotations only: importing the sink loads no torch
 log = logging.getLogger("depthlab")
 
 MODES = ("offline", "online", "disabled")
-SERIES = ("grad_norm", "weight_norm", "ratio", "act_std")
+SERIES = ("grad_norm", "weight_norm", "ratio", "act_std", "back_norm")
+BLOCK_SERIES = ("act_std", "back_norm")  # one value per block, not per layer
 TABLE_COLUMNS = ["layer_index", "layer", "stage", "shortcut", "grad_norm", "weight_norm", "ratio",
-                 "act_std", "step", "epoch"]
+                 "act_std", "back_norm", "step", "epoch"]
 HEATMAP_COLUMNS = 512  # most recorded steps drawn in the heatmap (evenly thinned past that)
 HEATMAP_TICKS = 40  # most layer names written on its y axis
 
@@ -90,7 +92,7 @@ class WandbConfig:
     entity: str | None = None
     tags: tuple[str, ...] = ()
     dir: str | None = None
-    series: tuple[str, ...] = ("grad_norm", "act_std")
+    series: tuple[str, ...] = ("grad_norm", "act_std", "back_norm")
     heatmap_every: int = 1
     chart_curves: int = 8
     init_timeout: float = 60.0
@@ -136,10 +138,10 @@ def layer_keys(layers: list[Layer], stat: str = "grad_norm") -> list[str]:
     return [f"gradflow/{stat}/L{layer.index:0{w}d}_{layer.name}" for layer in layers]
 
 
-def block_keys(blocks: list[str]) -> list[str]:
-    """`gradflow/act_std/B003_layer2.0`, one key per block (its row in blocks.csv)."""
+def block_keys(blocks: list[str], stat: str = "act_std") -> list[str]:
+    """`gradflow/<stat>/B003_layer2.0`, one key per block (its row in blocks.csv)."""
     w = _width(len(blocks) - 1)
-    return [f"gradflow/act_std/B{i:0{w}d}_{block}" for i, block in enumerate(blocks)]
+    return [f"gradflow/{stat}/B{i:0{w}d}_{block}" for i, block in enumerate(blocks)]
 
 
 def layer_blocks(layers: list[Layer], blocks: list[str]) -> list[int | None]:
@@ -214,7 +216,7 @@ class WandbSink:
         self._info = run
         self._keys = {stat: layer_keys(run.layers, stat) for stat in ("grad_norm", "weight_norm",
                                                                         "ratio")}
-        self._block_keys = block_keys(run.blocks)
+        self._block_keys = {stat: block_keys(run.blocks, stat) for stat in BLOCK_SERIES}
         self._layer_block = layer_blocks(run.layers, run.blocks)
         if c.mode == "disabled":
             return
@@ -272,8 +274,8 @@ class WandbSink:
             return
         row: dict[str, Any] = {"train/step": record.step}
         for stat in self.cfg.series:
-            if stat == "act_std":
-                pairs = zip(self._block_keys, record.act_std or [])
+            if stat in BLOCK_SERIES:
+                pairs = zip(self._block_keys[stat], getattr(record, stat, None) or [])
             else:
                 pairs = zip(self._keys[stat], getattr(record, stat))
             row.update((k, v) for k, v in pairs if v is not None)
@@ -367,6 +369,7 @@ class WandbSink:
 
         epoch, rec = self._last
         act = rec.act_std or []
+        back = getattr(rec, "back_norm", None) or []
         rows = []
         for i, layer in enumerate(self._info.layers):
             b = self._layer_block[i]
@@ -374,6 +377,7 @@ class WandbSink:
                 layer.index, layer.name, layer.stage, bool(layer.shortcut),
                 _number(rec.grad_norm[i]), _number(rec.weight_norm[i]), _number(rec.ratio[i]),
                 _number(act[b]) if b is not None and b < len(act) else None,
+                _number(back[b]) if b is not None and b < len(back) else None,
                 int(rec.step), int(epoch),
             ])
         return wandb.Table(columns=TABLE_COLUMNS, data=rows)

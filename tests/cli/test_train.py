@@ -16,7 +16,7 @@ from helpers import TINY, cli, csv, summary
 
 
 @pytest.mark.parametrize("group", ["arch", "data", "optim", "schedule", "trainer", "logger",
-                                   "experiment"])
+                                   "experiment", "start"])
 def test_every_config_composes(group):
     options = group_options(group)
     assert options, f"no options in conf/{group}"

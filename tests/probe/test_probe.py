@@ -64,6 +64,33 @@ def test_probe_equals_an_independent_computation():
     assert row.act_std_final_mean == pytest.approx(seen["act"], rel=1e-5)
 
 
+def test_probe_back_norm_equals_autograd_grad_on_block_outputs():
+    """residual-20 without batch norm, seed 0: the backward signal ||dL/dh_b|| of every block
+    (probe_blocks.csv) equals torch.autograd.grad of the loss w.r.t. the block outputs."""
+    result = run_probe(ProbeSettings(archs=("residual",), depths=(20,), norms=("none",), seeds=1,
+                                     batch=4, threads=1))
+    torch.manual_seed(0)
+    model = build_model("residual", 20, layout="cifar", norm="none")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (4,), generator=g)
+    blocks = [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    modules = dict(model.named_modules())
+    outs = {}
+    for name in blocks:
+        modules[name].register_forward_hook(lambda m, i, o, name=name: outs.__setitem__(name, o))
+    model.train()
+    loss = F.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, [outs[b] for b in blocks])
+    expected = [gr.double().norm().item() for gr in grads]
+
+    assert list(result.blocks.block) == blocks
+    assert result.blocks.back_norm.tolist() == pytest.approx(expected, rel=1e-4)
+    row = result.summary.iloc[0]
+    assert row.log10_back_ratio_mean == pytest.approx(math.log10(expected[0] / expected[-1]),
+                                                      abs=1e-4)
+
+
 def test_side_by_side_passes_give_the_same_numbers():
     """threads=2 runs passes concurrently; builds are serialised, so seed s still gives
     the same weights and the same gradients as one pass at a time."""
@@ -135,14 +162,16 @@ def test_cli_tiny_grid_writes_the_probe_directory():
     assert result.exit_code == 0, result.output
     out = Path("probe-tiny")
     for name in ("probe.json", "probe.csv", "probe_blocks.csv", "summary.csv", "report.md",
-                 "gradflow_vs_position.png", "ratio_vs_depth.png", "act_std_vs_depth.png"):
+                 "gradflow_vs_position.png", "ratio_vs_depth.png", "act_std_vs_depth.png",
+                 "back_norm_vs_position.png"):
         assert (out / name).is_file(), name
     assert "first/last" in result.output and "residual" in result.output
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 8 and (summary.seeds == 2).all()
     layers = pd.read_csv(out / "probe.csv")
-    assert list(layers.columns) == ["arch", "depth", "norm", "shortcut", "seed", "layer_index",
-                                    "layer", "stage", "shortcut_layer", "grad_norm", "weight_norm"]
+    assert list(layers.columns) == ["arch", "depth", "norm", "shortcut", "branch", "seed",
+                                    "layer_index", "layer", "stage", "shortcut_layer", "grad_norm",
+                                    "weight_norm"]
     assert len(layers) == 2 * 2 * 2 * (8 + 14)  # archs x norms x seeds x layers
     runs = sorted((out / "runs").iterdir())
     assert len(runs) == 16
@@ -151,6 +180,12 @@ def test_cli_tiny_grid_writes_the_probe_directory():
     assert s["grad_ratio_first_last_init"] == s["grad_ratio_first_last"] > 0
     gf = pd.read_csv(runs[0] / "gradflow.csv")
     assert set(gf.step) == {0} and len(gf) == s["depth"]
+    # the run directory's activations.csv holds the probe's backward signal, block by block
+    acts = pd.read_csv(runs[0] / "activations.csv")
+    blocks = pd.read_csv(out / "probe_blocks.csv")
+    mine = blocks[(blocks.arch == s["arch"]) & (blocks.depth == s["depth"])
+                  & (blocks.norm == s["norm"]) & (blocks.seed == s["seed"])]
+    assert acts.back_norm.tolist() == pytest.approx(mine.back_norm.tolist())
     # what depthlab report reads
     from depthlab.analysis import load_runs
 
@@ -217,7 +252,7 @@ def test_write_probe_real_data(tmp_path):
 @pytest.mark.slow
 def test_wandb_offline_run_holds_the_table_and_figures(tmp_path):
     """logger=wandb: one offline W&B run (WANDB_MODE=offline from conftest) with the summary
-    as a wandb.Table and the three figures as images."""
+    as a wandb.Table and the four figures as images."""
     result = cli("probe", "depth=8", "seeds=1", "batch=2", "arch=plain", "norm=batch",
                  "logger=wandb", "out=p")
     assert result.exit_code == 0, result.output
@@ -226,4 +261,36 @@ def test_wandb_offline_run_holds_the_table_and_figures(tmp_path):
     assert len(media) == 1
     assert len(list(media[0].glob("table/probe/summary_*.table.json"))) == 1
     assert {p.name.split("_")[0] for p in media[0].glob("images/probe/*.png")} == {
-        "profile", "ratio", "act"}
+        "profile", "ratio", "act", "back"}
+
+
+def test_norm_free_branches_in_the_grid():
+    """branch=... adds residual nets with a norm-free start; Fixup only where there is no
+    norm. At init SkipInit/ReZero nets are their shortcut path: every block's branch is
+    switched off, so the gradient reaches the stem undiminished by depth; Fixup's
+    classifier starts at 0, so no gradient reaches below it at step 0."""
+    settings = ProbeSettings(archs=("plain", "residual"), depths=(20, 56), norms=("batch", "none"),
+                             branches=("standard", "skipinit", "rezero", "fixup"), seeds=1,
+                             batch=2, threads=1)
+    configs = configurations(settings)
+    seen = {(c.arch, c.branch, c.norm) for c in configs}
+    assert ("residual", "fixup", "none") in seen and ("residual", "fixup", "batch") not in seen
+    assert {c.branch for c in configs if c.arch == "plain"} == {"standard"}
+    assert len(configs) == 2 * (2 + 2 + 2 + 2 + 1)  # depths x (plain, standard, skipinit, rezero x 2 norms; fixup)
+    result = run_probe(settings)
+    s = result.summary.set_index(["arch", "branch", "norm", "depth"])
+    b = result.blocks
+    for branch, norm in (("skipinit", "none"), ("rezero", "none"), ("rezero", "batch")):
+        # the last block's ||dL/dh|| comes from the pooling, before SkipInit's last ReLU masks it
+        mine = b[(b.branch == branch) & (b.norm == norm) & (b.depth == 20)].iloc[:-1]
+        stage = mine.block.str.split(".").str[0]
+        # every block of a stage passes the signal on unchanged: one ||dL/dh|| per stage
+        for _, g in mine.groupby(stage):
+            assert g.back_norm.tolist() == pytest.approx([g.back_norm.iloc[0]] * len(g), rel=1e-5)
+    standard = b[(b.branch == "standard") & (b.norm == "none") & (b.depth == 20)
+                 & (b.arch == "residual")]
+    assert standard.back_norm.iloc[0] != pytest.approx(standard.back_norm.iloc[1], rel=1e-3)
+    fixup = s.loc[("residual", "fixup", "none", 20)]
+    assert fixup.finite_seeds == 0 and "zero-initialised classifier" in fixup.note
+    assert (b[b.branch == "fixup"].back_norm == 0).all()
+    assert {"plain", "residual"} == set(result.summary.arch)

@@ -68,7 +68,8 @@ def make_record(step: int) -> GradFlowRecord:
     grad = [0.01 * 2 ** (i / 3) * (1 + step / 50) for i in range(n)]  # vanishing towards the input
     weight = [1 + i / 10 for i in range(n)]
     act = [1 + j / 10 + step / 1000 for j in range(b)]
-    return GradFlowRecord(step, grad, weight, act)
+    back = [0.5 * 1.1 ** -j / (1 + step / 100) for j in range(b)]  # ||dL/dh_b|| per block
+    return GradFlowRecord(step, grad, weight, act, back)
 
 
 def drive(sinks, info: RunInfo, epochs: int = 2, start_step: int = 0, stop_after: int | None = None,
@@ -151,6 +152,13 @@ def test_one_run_reads_back_from_the_wandb_file(wb, caplog):
         key = block_keys(DESC["blocks"])[int(row["block_index"])]
         value = run.series(key, x="train/step")[int(row["step"])]
         assert value == pytest.approx(float(row["act_std"]))
+        # the backward signal per block: gradflow/back_norm/B007_<block>, as activations.csv has it
+        key = block_keys(DESC["blocks"], "back_norm")[int(row["block_index"])]
+        assert key == f"gradflow/back_norm/B{int(row['block_index']):03d}_{row['block']}"
+        value = run.series(key, x="train/step")[int(row["step"])]
+        assert value == pytest.approx(float(row["back_norm"]), rel=1e-12)
+    assert run.series("gradflow/back_norm/B008_layer3.2", x="train/step") == {
+        r.step: pytest.approx(r.back_norm[8]) for _, r in records}
     assert "gradflow/weight_norm/L001_conv1" not in run.summary  # not in the default series
     ratios = run.series("gradflow/log10_ratio_first_last", x="train/step")
     assert ratios[0] == pytest.approx(math.log10(summary["grad_ratio_first_last_init"]))
@@ -181,6 +189,7 @@ def test_one_run_reads_back_from_the_wandb_file(wb, caplog):
     assert col["ratio"] == pytest.approx(last.ratio)
     assert col["act_std"][0] is None and col["act_std"][-1] is None  # stem conv, fc: no block
     assert col["act_std"][1] == pytest.approx(last.act_std[0])  # layer1.0.conv1 in block layer1.0
+    assert col["back_norm"][0] is None and col["back_norm"][1] == pytest.approx(last.back_norm[0])
     assert set(col["step"]) == {last.step} and set(col["epoch"]) == {last_epoch}
 
     # the gradient-flow chart: a line per epoch (and the first record), log10 norm vs index
