@@ -261,30 +261,35 @@ def plot_final_error(table: pd.DataFrame, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def _profiles(table: pd.DataFrame, which: str) -> dict[tuple[str, float], tuple[pd.Series, int]]:
-    """(variant, depth) -> (geometric mean gradient norm per layer position, runs averaged)."""
+def _profiles(table: pd.DataFrame, which: str, column: str = "grad_norm",
+              ) -> dict[tuple[str, float], tuple[pd.Series, int]]:
+    """(variant, depth) -> (geometric mean of `column` per position, runs averaged):
+    grad_norm per main-path layer (gradflow.csv), or back_norm per block (activations.csv)."""
+    read = gradflow_profile if column == "grad_norm" else (
+        lambda run_dir, which: block_profile(run_dir, which, column))
     out = {}
     trained = table[table["status"].isin(TRAINED)]
     for (variant, depth), g in trained.groupby(["variant", "depth"], sort=False):
         logs = []
         for run_dir in g["run_dir"]:
-            p = gradflow_profile(run_dir, which)
-            p = p[np.isfinite(p["grad_norm"].astype(float)) & (p["grad_norm"].astype(float) > 0)]
+            p = read(run_dir, which)
+            v = p[column].astype(float)
+            p = p[np.isfinite(v) & (v > 0)]
             if not p.empty:
-                logs.append(np.log10(p.set_index("position")["grad_norm"].astype(float)))
+                logs.append(np.log10(p.set_index("position")[column].astype(float)))
         if logs:
             out[(variant, depth)] = (10 ** pd.concat(logs, axis=1).mean(axis=1), len(logs))
     return out
 
 
-@style()
-def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
-    """Gradient norm vs layer (1 = input side), log scale, one line per depth; one column
-    per architecture, top row at initialisation (step 0), bottom row at the last
-    recorded step."""
-    rows = {which: _profiles(table, which) for which in ("init", "end")}
+def _plot_init_and_end(table: pd.DataFrame, path: str | Path, *, column: str, unit: str,
+                       quantity: str, title: str, missing: str) -> Path:
+    """One line per depth of `column` against position (1 = input side), log scale; one
+    column of panels per architecture, top row at initialisation (step 0), bottom row
+    at the last recorded step."""
+    rows = {which: _profiles(table, which, column) for which in ("init", "end")}
     if not rows["init"] and not rows["end"]:
-        raise NothingToPlot("no completed or running run has a gradflow.csv")
+        raise NothingToPlot(missing)
     keys = set(rows["init"]) | set(rows["end"])
     variants = [v for v in _variants(table) if any(k[0] == v[0] for k in keys)]
     colours = _depth_colours(k[1] for k in keys)
@@ -301,8 +306,9 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
             ax.set_yscale("log")
             if r == 0:
                 ax.set_title(_title_of(variant))
-            ax.set_xlabel("layer (1 = input side)")
-            ax.set_ylabel(f"gradient norm {when}\n(L2, log scale)")
+            ax.set_xlabel(f"{unit} (1 = input side)")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_ylabel(f"{quantity} {when}\n(L2, log scale)")
             if ax.has_data():
                 ax.legend(loc="best")
             else:
@@ -315,27 +321,21 @@ def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
                 ax.set_ylim(lo, hi)
                 if hi / lo > 100:  # label decades only: readable (and quick to draw)
                     ax.yaxis.set_minor_formatter(NullFormatter())
-    _suptitle(fig, "Gradient norm per main-path layer at initialisation (top) and at the end "
-                   "(bottom), one line per depth", y=1.0)
+    _suptitle(fig, title, y=1.0)
     fig.subplots_adjust(hspace=0.35, wspace=0.3)
     return save_figure(fig, path)
 
 
-def _block_profiles(table: pd.DataFrame, which: str) -> dict[tuple[str, float], tuple[pd.Series, int]]:
-    """(variant, depth) -> (geometric mean backward signal per block position, runs averaged)."""
-    out = {}
-    trained = table[table["status"].isin(TRAINED)]
-    for (variant, depth), g in trained.groupby(["variant", "depth"], sort=False):
-        logs = []
-        for run_dir in g["run_dir"]:
-            p = block_profile(run_dir, which, "back_norm")
-            v = p["back_norm"].astype(float)
-            p = p[np.isfinite(v) & (v > 0)]
-            if not p.empty:
-                logs.append(np.log10(p.set_index("position")["back_norm"].astype(float)))
-        if logs:
-            out[(variant, depth)] = (10 ** pd.concat(logs, axis=1).mean(axis=1), len(logs))
-    return out
+@style()
+def plot_gradflow_layers(table: pd.DataFrame, path: str | Path) -> Path:
+    """Gradient norm vs layer (1 = input side), log scale, one line per depth; one column
+    per architecture, top row at initialisation (step 0), bottom row at the last
+    recorded step."""
+    return _plot_init_and_end(
+        table, path, column="grad_norm", unit="layer", quantity="gradient norm",
+        title="Gradient norm per main-path layer at initialisation (top) and at the end "
+              "(bottom), one line per depth",
+        missing="no completed or running run has a gradflow.csv")
 
 
 @style()
@@ -343,45 +343,12 @@ def plot_back_norm_blocks(table: pd.DataFrame, path: str | Path) -> Path:
     """The backward signal ||dL/dh_b|| (L2 norm of the loss gradient at block b's output)
     vs block (1 = input side), log scale, one line per depth; one column per
     architecture, top row at initialisation, bottom row at the last recorded step."""
-    rows = {which: _block_profiles(table, which) for which in ("init", "end")}
-    if not rows["init"] and not rows["end"]:
-        raise NothingToPlot("no completed or running run has a backward signal (back_norm) in "
-                            "its activations.csv")
-    keys = set(rows["init"]) | set(rows["end"])
-    variants = [v for v in _variants(table) if any(k[0] == v[0] for k in keys)]
-    colours = _depth_colours(k[1] for k in keys)
-    fig, axes = _panels(len(variants), rows=2, height=3.6)
-    for r, (which, when) in enumerate((("init", "at init (step 0)"),
-                                       ("end", "at the end (last step)"))):
-        for ax, (variant, _arch) in zip(axes[r], variants):
-            for (v, depth), (prof, n) in sorted(rows[which].items(), key=lambda kv: kv[0][1]):
-                if v != variant:
-                    continue
-                ax.plot(prof.index, prof.values, color=colours[depth], lw=1.8,
-                        marker="." if len(prof) <= 60 else None,
-                        label=f"depth {depth:g}{_seed_note(n)}")
-            ax.set_yscale("log")
-            if r == 0:
-                ax.set_title(_title_of(variant))
-            ax.set_xlabel("block (1 = input side)")
-            ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.set_ylabel(f"||dL/dh|| {when}\n(L2, log scale)")
-            if ax.has_data():
-                ax.legend(loc="best")
-            else:
-                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="0.5")
-    for r in range(2):
-        lims = [ax.get_ylim() for ax in axes[r] if ax.has_data()]
-        if lims:
-            lo, hi = min(lo for lo, _ in lims), max(hi for _, hi in lims)
-            for ax in axes[r]:
-                ax.set_ylim(lo, hi)
-                if hi / lo > 100:
-                    ax.yaxis.set_minor_formatter(NullFormatter())
-    _suptitle(fig, "Backward signal at each block's output, ||dL/dh||, at initialisation (top) "
-                   "and at the end (bottom)", y=1.0)
-    fig.subplots_adjust(hspace=0.35, wspace=0.3)
-    return save_figure(fig, path)
+    return _plot_init_and_end(
+        table, path, column="back_norm", unit="block", quantity="||dL/dh||",
+        title="Backward signal at each block's output, ||dL/dh||, at initialisation (top) "
+              "and at the end (bottom)",
+        missing="no completed or running run has a backward signal (back_norm) in its "
+                "activations.csv")
 
 
 @style()

@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark as B  # noqa: E402  (the CPU benchmark: rows, ratios, formatting)
@@ -135,9 +136,12 @@ def depthlab_side(cfg: dict[str, Any], spec: GpuSpec) -> Callable[[], float]:
     return once
 
 
-def hand_side(s: GpuSettings, cfg: dict[str, Any], spec: GpuSpec) -> Callable[[], float]:
+def hand_side(s: GpuSettings, cfg: dict[str, Any], spec: GpuSpec,
+              wrap: Callable[[nn.Module], nn.Module] = lambda model: model,
+              ) -> Callable[[], float]:
     """The tutorial loop at the same precision (autocast) and memory format, over the
-    batches run() trains on, already on the device."""
+    batches run() trains on, already on the device; `wrap` puts the fresh model in what
+    trains it (DistributedDataParallel for ddp_row)."""
     batches, data = B.synthetic_batches(cfg)
     dev = torch.device(s.device)
     fmt = torch.channels_last if s.channels_last else torch.contiguous_format
@@ -147,13 +151,14 @@ def hand_side(s: GpuSettings, cfg: dict[str, Any], spec: GpuSpec) -> Callable[[]
     def once() -> float:
         model = B.fresh_model(cfg, data).to(dev, memory_format=fmt)
         opt = B.hand_optimizer(model, cfg["optim"])
+        net = wrap(model)
         start = 0.0
         for i, (x, y) in enumerate(batches):
             if i == spec.warm:
                 sync(s.device)
                 start = time.perf_counter()
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                out = model(x)
+                out = net(x)
             loss = F.cross_entropy(out.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -305,41 +310,21 @@ def ddp_row(s: GpuSettings) -> B.Row:
 
     spec = s.nets[0]
     cfg = B.compose(run_overrides(s, spec, graphs=False, every=EVERY_DEFAULT))
-    batches, data = B.synthetic_batches(cfg)
     dev = torch.device(s.device)
-    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
-    batches = [(x.to(dev).contiguous(memory_format=fmt), y.to(dev)) for x, y in batches]
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.precision)
     store = Path(tempfile.mkdtemp(prefix="depthlab-ddp-")) / "store"
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method=f"file://{store}",
                             rank=0, world_size=1)
     name = f"DDP of one process vs none: {spec.label}, batch {spec.batch}, hand loop"
 
-    def side(ddp: bool) -> Callable[[], float]:
-        def once() -> float:
-            model = B.fresh_model(cfg, data).to(dev, memory_format=fmt)
-            opt = B.hand_optimizer(model, cfg["optim"])
-            net = DistributedDataParallel(model, device_ids=[dev.index or 0] if dev.type == "cuda"
-                                          else None) if ddp else model
-            start = 0.0
-            for i, (x, y) in enumerate(batches):
-                if i == spec.warm:
-                    sync(s.device)
-                    start = time.perf_counter()
-                with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                    out = net(x)
-                loss = F.cross_entropy(out.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sync(s.device)
-            return spec.steps * spec.batch / (time.perf_counter() - start)
-        return once
+    def ddp(model: nn.Module) -> nn.Module:
+        return DistributedDataParallel(model, device_ids=[dev.index or 0] if dev.type == "cuda"
+                                       else None)
 
     B.say(f"ddp: {name}, {spec.warm} + {spec.steps} steps x {s.reps} reps")
     try:
-        side(True)()  # warm-up: DDP's buckets, NCCL's first collective
-        got = B.interleaved(s.reps, {"ddp": side(True), "plain": side(False)})
+        hand_side(s, cfg, spec, wrap=ddp)()  # warm-up: DDP's buckets, NCCL's first collective
+        got = B.interleaved(s.reps, {"ddp": hand_side(s, cfg, spec, wrap=ddp),
+                                     "plain": hand_side(s, cfg, spec)})
     finally:
         dist.destroy_process_group()
     return ratio_row(f"ddp/residual-{spec.depth}-{spec.layout}", name, got, "ddp", "plain",

@@ -3,13 +3,14 @@ the numbers of --quick mean nothing, only the shape of what is written)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from script_module import script_module
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 JSON_ROW_KEYS = {"key", "bench", "name", "depthlab", "baseline", "unit", "ratio", "spread",
@@ -20,14 +21,8 @@ MD_HEADER = ("| benchmark | depthlab | baseline | ratio (median) | spread (min-m
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("depthlab_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with script_module("benchmark.py", "depthlab_benchmark") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def run(bench, out: Path, *args: str) -> tuple[dict, str]:

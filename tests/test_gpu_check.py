@@ -3,7 +3,6 @@ never rots), and the sizing of the Fig. 6 runs from the benchmark's step times."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,20 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from script_module import script_module
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 @pytest.fixture(scope="module")
 def gc():
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("depthlab_gpu_check", SCRIPTS / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with script_module("gpu_check.py", "depthlab_gpu_check") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_the_full_schedule_when_it_fits(gc):
@@ -128,15 +122,8 @@ def test_cpu_mode_writes_every_file_the_gpu_run_would(tmp_path):
 
 @pytest.fixture(scope="module")
 def gb():
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("depthlab_gpu_benchmark", SCRIPTS / "gpu_benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with script_module("gpu_benchmark.py", "depthlab_gpu_benchmark") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.mark.slow

@@ -217,40 +217,35 @@ class PreActBottleneck(nn.Module):
 # start at (or near) its shortcut. They change the residual branch only; basic blocks only.
 
 
-class SkipInitBasicBlock(BasicBlock):
-    """SkipInit (De & Smith 2020, Sec. 4): a learnable scalar `alpha` at the end of the
-    residual branch, initialised to 0, so every block starts as relu(its shortcut)."""
+class _AlphaBranchBlock(BasicBlock):
+    """A basic block whose residual branch F(x) is scaled by a learnable scalar `alpha`,
+    initialised to 0 (SkipInit and ReZero differ only in what follows the sum)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.alpha = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
+    def scaled_branch_plus_shortcut(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out)) * self.alpha
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
+        return out + (x if self.downsample is None else self.downsample(x))
 
 
-class ReZeroBasicBlock(BasicBlock):
+class SkipInitBasicBlock(_AlphaBranchBlock):
+    """SkipInit (De & Smith 2020, Sec. 4): a learnable scalar `alpha` at the end of the
+    residual branch, initialised to 0, so every block starts as relu(its shortcut)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.scaled_branch_plus_shortcut(x))
+
+
+class ReZeroBasicBlock(_AlphaBranchBlock):
     """ReZero (Bachlechner et al. 2020, Eq. 4): x_{i+1} = x_i + alpha_i F(x_i), alpha_i
     initialised to 0 and nothing after the sum (no ReLU there, unlike He et al. 2015),
     so every block starts as exactly its shortcut."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.alpha = nn.Parameter(torch.zeros(1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        return identity + self.alpha * out
+        return self.scaled_branch_plus_shortcut(x)
 
 
 class FixupBasicBlock(BasicBlock):
