@@ -45,6 +45,9 @@ SKIP_PATH_SETTINGS = ("shortcut", "zero_init_residual", "branch")
 # Settings another one already names: left out of a label that has the first
 # (start=zero_init sets zero_init_residual=true).
 IMPLIED = {"start": ("zero_init_residual",)}
+# Settings named for every architecture once they differ anywhere in the table: plain nets
+# trained with one start beside residual nets with three are "plain (start=warmup)".
+TABLE_WIDE = ("start",)
 # The files analysis reads: a path to one of them stands for its run directory.
 RUN_FILES = (rundir.SUMMARY, rundir.CONFIG, rundir.METRICS_EPOCHS, rundir.GRADFLOW)
 
@@ -232,12 +235,15 @@ def _add_variants(table: pd.DataFrame) -> None:
     """
     table["variant"] = table["arch"]
     table["settings"] = ""
+    everywhere = table[table["status"] != "failed"]
+    wide = {k for k in TABLE_WIDE if k in table
+            and everywhere[k].map(setting_value).nunique() > 1}
     for arch, g in table.groupby("arch", sort=False):
         started = g[g["status"] != "failed"]
         started = started if len(started) else g
         keys = [k for k in SETTINGS if k in table
                 and not (arch == "plain" and k in SKIP_PATH_SETTINGS)
-                and started[k].map(setting_value).nunique() > 1]
+                and (k in wide or started[k].map(setting_value).nunique() > 1)]
         keys = [k for k in keys if not any(k in IMPLIED.get(other, ()) for other in keys)]
         if not keys:
             continue

@@ -32,7 +32,7 @@ from .runs import KNOWN_CLASSES, SETTINGS, setting_value
 # A net within this many points of chance training error did not train: no verdict on it.
 CHANCE_MARGIN = 0.02
 # What two architectures must share to be compared at equal depth.
-SHARED_SETTINGS = ("layout", "norm", "data", "train_subset", "epochs")
+SHARED_SETTINGS = ("layout", "norm", "data", "train_subset", "epochs", "start")
 MIN_DECADES = math.log10(2)  # gradient-ratio changes below a factor of 2 are not called
 
 
@@ -206,7 +206,7 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
     holds is True when the net with shortcuts ends at the lower training error,
     False when the plain net does, None when the difference is within the
     seeds' spread. Only runs with the same SHARED_SETTINGS (layout, norm,
-    data, train_subset, epochs) are paired.
+    data, train_subset, epochs, start) are paired.
     """
     train = _groups(table, "final_train_error")
     test = _groups(table, "final_test_error")

@@ -57,6 +57,24 @@ def test_zero_init_start_is_not_labelled_twice(tmp_path):
     assert set(table.variant) == {"residual (start=paper)", "residual (start=zero_init)"}
 
 
+def test_the_plain_control_is_labelled_with_its_start_and_paired_with_that_start_only(tmp_path):
+    # plain nets with the warm-up only, residual nets with two starts (cifar10_init's two sweeps)
+    errors = {("plain", "warmup"): 0.74, ("residual", "paper"): 0.75, ("residual", "warmup"): 0.46}
+    for (arch, start), err in errors.items():
+        for seed in (0, 1):
+            run = make_run(tmp_path, arch, 56, seed, train_error=err + seed / 100,
+                           test_error=err, log10_ratio_init=-0.5, log10_ratio_end=-0.3,
+                           name=f"{arch}-56-{start}-s{seed}")
+            with_start(run, start)
+    table, _ = load_runs([tmp_path])
+    assert set(table.variant) == {"plain (start=warmup)", "residual (start=paper)",
+                                  "residual (start=warmup)"}
+    pairs = [v for v in verdicts(table) if v.kind == "plain_vs_residual"]
+    # residual with the paper's start is not compared with a plain net that warmed up
+    assert [v.subject for v in pairs] == ["residual (start=warmup) vs plain (start=warmup) @ 56"]
+    assert pairs[0].holds is True and pairs[0].text.startswith("At depth 56 (start=warmup), ")
+
+
 def write_back_norms(run, rows):
     with open(run / "activations.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
