@@ -15,7 +15,8 @@
 #           2-core CPU two one-thread runs side by side beat one two-thread run.
 # Time:     about 70 minutes for the degradation sweep (16 runs), 10 for the
 #           gradient-flow sweep (8 runs) and 35 for the full-data comparison (4 runs)
-#           on a 2-core x86_64 CPU.
+#           on a 2-core x86_64 CPU; about 105 for the start ablation (16 runs, Intel
+#           Xeon VM). The norm-free sweep (12 runs) has not been timed yet.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
