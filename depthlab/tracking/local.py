@@ -113,7 +113,7 @@ class LocalSink:
         )
         self._writers[rundir.GRADFLOW].writerows(rows)
         if record.act_std:
-            back = getattr(record, "back_norm", None) or [None] * len(record.act_std)
+            back = record.back_norm or [None] * len(record.act_std)
             self._writers[rundir.ACTIVATIONS].writerows(
                 [record.step, epoch, i, block, s, b]
                 for i, (block, s, b) in enumerate(zip(self._blocks, record.act_std, back))

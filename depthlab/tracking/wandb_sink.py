@@ -274,11 +274,8 @@ class WandbSink:
             return
         row: dict[str, Any] = {"train/step": record.step}
         for stat in self.cfg.series:
-            if stat in BLOCK_SERIES:
-                pairs = zip(self._block_keys[stat], getattr(record, stat, None) or [])
-            else:
-                pairs = zip(self._keys[stat], getattr(record, stat))
-            row.update((k, v) for k, v in pairs if v is not None)
+            keys = self._block_keys if stat in BLOCK_SERIES else self._keys
+            row.update((k, v) for k, v in zip(keys[stat], getattr(record, stat)) if v is not None)
         ratio = _number(first_last_ratio(self._info.layers, record.grad_norm))
         if ratio is not None:
             row["gradflow/ratio_first_last"] = ratio
@@ -369,7 +366,7 @@ class WandbSink:
 
         epoch, rec = self._last
         act = rec.act_std or []
-        back = getattr(rec, "back_norm", None) or []
+        back = rec.back_norm
         rows = []
         for i, layer in enumerate(self._info.layers):
             b = self._layer_block[i]
