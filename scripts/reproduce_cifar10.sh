@@ -16,7 +16,7 @@
 # Time:     about 70 minutes for the degradation sweep (16 runs), 10 for the
 #           gradient-flow sweep (8 runs) and 35 for the full-data comparison (4 runs)
 #           on a 2-core x86_64 CPU; about 105 for the start ablation (16 runs, Intel
-#           Xeon VM). The norm-free sweep (12 runs) has not been timed yet.
+#           Xeon VM) and 73 for the norm-free sweep (12 runs, the same VM).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
