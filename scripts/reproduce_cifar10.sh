@@ -77,4 +77,5 @@ depthlab report "$runs/cifar10-init" --out results/cifar10-init \
 depthlab report "$runs/cifar10-normfree" "$runs"/cifar10-init/residual-*-paper-s* \
     --out results/cifar10-normfree \
     --title "Norm-free residual nets (SkipInit, ReZero, Fixup) vs batch norm, residual 20 and 56" \
-    --command "${normfree[*]}" --command "${init[*]}" --note "$note"
+    --command "${normfree[*]}" --command "${init[*]}" \
+    --note "$note The batch-norm rows are the start=paper runs of results/cifar10-init."

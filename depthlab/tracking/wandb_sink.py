@@ -365,8 +365,7 @@ class WandbSink:
         import wandb
 
         epoch, rec = self._last
-        act = rec.act_std or []
-        back = rec.back_norm
+        act, back = rec.act_std, rec.back_norm
         rows = []
         for i, layer in enumerate(self._info.layers):
             b = self._layer_block[i]
