@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from hydra import compose, initialize_config_module
@@ -49,6 +49,9 @@ def family_layout(arch: str, depth: Any, data_layout: str) -> str:
 
 if not OmegaConf.has_resolver("depthlab.layout"):
     OmegaConf.register_new_resolver("depthlab.layout", family_layout)
+# ${depthlab.block:${arch.preact}} in run names: postact (He et al. 2015) or preact (2016)
+if not OmegaConf.has_resolver("depthlab.block"):
+    OmegaConf.register_new_resolver("depthlab.block", lambda preact: "preact" if preact else "postact")
 
 
 @dataclass(frozen=True)
@@ -255,8 +258,10 @@ def check_config(cfg: DictConfig | dict) -> None:
         value = c.data.get(key)
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ConfigError(f"data.{key} must be a positive integer or null, got {value!r}")
-    if t.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"trainer.precision must be fp32, bf16 or fp16, got {t.precision!r}")
+    if t.precision not in ("fp32", "bf16", "fp16", "auto"):
+        raise ConfigError(f"trainer.precision must be fp32, bf16, fp16 or auto, got {t.precision!r}")
+    if t.get("channels_last", False) not in (True, False, "auto"):
+        raise ConfigError(f"trainer.channels_last must be true, false or auto, got {t.channels_last!r}")
     device = str(t.device)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {device!r}")

@@ -140,11 +140,10 @@ def make_sinks(cfg: dict[str, Any]) -> list[Any]:
 def run_job(cfg: DictConfig) -> RunSummary | None:
     from depthlab import train
     from depthlab.config import ConfigError, check_config
-    from depthlab.engine.setup import PrecisionError
     from depthlab.data import DataError
-    from depthlab.models import ArchitectureError
-
     from depthlab.engine import distributed
+    from depthlab.engine.errors import SettingError
+    from depthlab.models import ArchitectureError
 
     distributed.adopt_submitit()  # a SLURM job of several tasks: each task is one rank
     writer = distributed.from_env().main
@@ -179,7 +178,7 @@ def run_job(cfg: DictConfig) -> RunSummary | None:
         message = " ".join(str(err).split())
         OUTCOMES.append(JobOutcome(run_dir, "conflict", None, message, user_error=True))
         return None
-    except (ConfigError, DataError, ArchitectureError, PrecisionError, FileNotFoundError,
+    except (ConfigError, DataError, ArchitectureError, SettingError, FileNotFoundError,
             PermissionError) as err:
         message = " ".join(str(err).split())
         if writer and not multirun and new_dir:
@@ -232,8 +231,9 @@ def _record_failure(run_dir: Path, cfg: DictConfig, container: dict[str, Any], g
 def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
     """The descriptive keys of train.run's summary that the config alone gives
     (num_classes and sizes as far as the data config tells them; None otherwise)."""
+    from depthlab import machine
     from depthlab.data import config_facts
-    from depthlab.engine.setup import machine, make_model, resolve_device
+    from depthlab.engine.build import make_model, resolve_device
     from depthlab.models import describe
     from depthlab.optim import run_length
 
@@ -246,7 +246,7 @@ def _config_summary(cfg: dict[str, Any], group: str) -> RunSummary:
         seed=cfg["seed"], data=data["name"], num_classes=facts["num_classes"],
         train_subset=data.get("train_subset"), train_size=facts["train_size"],
         test_size=facts["test_size"], params=None, flops=None, epochs=None,
-        total_steps=None, device=str(t["device"]), machine=machine(),
+        total_steps=None, device=str(t["device"]), machine=machine.line(),
     )
     try:
         out["device"] = str(resolve_device(str(t["device"])))  # as train.run records it

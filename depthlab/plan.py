@@ -4,9 +4,10 @@ the sweep uses, the data, the device, the steps, and the estimated wall time.
 `make_plan` composes every run (a config per distinct set of config-group
 choices, then the runs' scalar overrides applied to a copy: a 24-run sweep costs
 a few composes, not 24), decides the layout once for the whole sweep, and checks
-each run's config. `estimate` times a few training steps of each distinct net on
-the device the runs will use (a small batch on the CPU, scaled to the real one)
-and turns them into per-run and whole-sweep estimates. The CLI prints the plan;
+each run's config. `estimate` resolves trainer.precision/channels_last=auto once for
+the sweep, then times the training step of each distinct net as the run will train
+it (precision, memory format, compile, the gradient-flow probe, its share of the
+cores; engine/timing.py) and turns the times into per-run and whole-sweep estimates. The CLI prints the plan;
 `preflight.py` checks what would make every run fail.
 """
 
@@ -19,14 +20,22 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from depthlab.config import (ConfigError, GROUPS, LayoutChoice, check_config, choose_layout,
-                             compose_config, expand_sweep, layout_error, layout_is_auto,
-                             parse_overrides)
+from depthlab.config import (
+    GROUPS,
+    ConfigError,
+    LayoutChoice,
+    check_config,
+    choose_layout,
+    compose_config,
+    expand_sweep,
+    layout_error,
+    layout_is_auto,
+    parse_overrides,
+)
 
 # Seconds per run outside the training steps (process start, data from the cache,
 # W&B offline start, checkpoints); measured on the 2-core CPU VM for small CIFAR runs.
 RUN_OVERHEAD_S = 4.0
-CPU_TIMING_BATCHES = (2, 8)  # images per timed step on the CPU (a GPU times the real batch)
 
 
 @dataclass
@@ -56,6 +65,8 @@ class Plan:
     timing_seconds: float = 0.0
     device: str = ""
     seconds: float | None = None  # estimated wall time of the sweep
+    threads: int = 1  # torch threads each run gets (its share of the cores)
+    fast_path: Any = None  # precision.FastPath where trainer.precision/channels_last=auto was resolved
 
     @property
     def total_steps(self) -> int:
@@ -129,8 +140,23 @@ def make_plan(launches: list[list[str]], dirs: list[Path], *,
     if launcher in ("slurm", "submitit_local"):  # each task of a job is one rank of the run
         tasks = int(node.get("tasks_per_node") or 1) * int(node.get("nodes") or 1)
     processes = max(tasks, int(runs[0].cfg["trainer"].get("devices") or 1))
-    return Plan(sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
+    plan = Plan(sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
                 launcher=launcher, jobs=jobs, processes=processes)
+    adopt_fast_path(plan, _chosen_on_disk(runs))  # a resumed sweep keeps its precision
+    return plan
+
+
+def adopt_fast_path(plan: Plan, chosen) -> None:
+    """Write a resolved precision.FastPath into every run whose trainer says auto."""
+    from depthlab.engine.precision import is_auto
+
+    if chosen is None:
+        return
+    for run in plan.runs:
+        if is_auto(run.cfg["trainer"]):
+            run.cfg["trainer"].update(precision=chosen.precision, channels_last=chosen.channels_last)
+            run.net = _net_key(run.cfg)
+            plan.fast_path = chosen
 
 
 def _data_layout(cfg: DictConfig) -> str:
@@ -157,88 +183,139 @@ def _launcher(cfg: DictConfig) -> tuple[str, int]:
 def _net_key(cfg: dict[str, Any]) -> tuple:
     t, d = cfg["trainer"], cfg["data"]
     arch = tuple(sorted((k, str(v)) for k, v in cfg["arch"].items()))
+    gf = cfg.get("gradflow", {})
     return (arch, cfg["depth"], d.get("name"), d.get("image_size"), t["batch_size"],
-            str(t["device"]), t.get("precision"), bool(t.get("channels_last")), t.get("threads"))
+            str(t["device"]), t.get("precision"), str(t.get("channels_last")), t.get("threads"),
+            bool(t.get("compile")), gf.get("every"), gf.get("activations"))
 
 
 # --- estimates -----------------------------------------------------------------------
 
-def run_length(cfg: dict[str, Any], train_size: int) -> tuple[int, int]:
-    """(epochs, optimizer steps) of one run, as train.run counts them (the loaders drop
-    the last partial training batch; the preflight made sure there is a whole one)."""
-    from depthlab.optim import run_length as length  # torch: only once the plan is made
+def planned_length(cfg: dict[str, Any], train_size: int) -> tuple[int, int]:
+    """(epochs, optimizer steps) of one run of `train_size` images, as train.run counts
+    them through optim.run_length (the loaders drop the last partial training batch; the
+    preflight made sure there is a whole one)."""
+    from depthlab.optim import run_length  # torch: only once the plan is made
 
-    return length(cfg["trainer"], train_size // int(cfg["trainer"]["batch_size"]))
+    return run_length(cfg["trainer"], train_size // int(cfg["trainer"]["batch_size"]))
 
 
-def time_step(cfg: dict[str, Any], *, image_size: int, num_classes: int) -> float:
-    """Seconds of one training step (forward, backward, optimizer) of the run's net at
-    its batch size, on its device, timed with random images after one warm-up step.
-    On a GPU the real batch is timed. On the CPU two small batches are, and the step
-    is extrapolated linearly to the real batch (a step costs a fixed part, the
-    optimizer and the weight gradients, plus a part per image): seconds, not minutes,
-    even for ResNet-152."""
+def threads_per_run(plan: Plan, cores: int | None = None) -> int:
+    """Torch threads each run gets on this machine: trainer.threads, else torch's default
+    (one per core); runs at once share the cores, so a run's share is at most cores / jobs
+    (two 2-thread runs on 2 cores run about as fast as two 1-thread runs)."""
     import torch
-    import torch.nn.functional as F
 
-    from depthlab.engine.setup import make_model, resolve_device
+    from depthlab.machine import cpu_count
 
-    t = cfg["trainer"]
-    device = resolve_device(str(t["device"]))
-    batch = int(t["batch_size"])
-    threads = torch.get_num_threads()
-    if t.get("threads"):
-        torch.set_num_threads(int(t["threads"]))
-    try:
-        torch.manual_seed(0)
-        model = make_model(cfg, num_classes, image_size).to(device)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-
-        def seconds(b: int) -> float:
-            x = torch.randn(b, 3, image_size, image_size, device=device)
-            y = torch.randint(0, num_classes, (b,), device=device)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
-
-        small, large = CPU_TIMING_BATCHES
-        if device.type == "cuda" or batch <= small:
-            seconds(batch)  # warm-up
-            return seconds(batch)
-        seconds(small)  # warm-up
-        t_small, t_large = seconds(small), seconds(large)
-        per_image = max((t_large - t_small) / (large - small), 0.5 * t_large / large)
-        return t_large + per_image * (batch - large)
-    finally:
-        torch.set_num_threads(threads)
+    cores = cores or cpu_count()
+    asked = int(plan.runs[0].cfg["trainer"].get("threads") or torch.get_num_threads() or 1)
+    jobs = plan.jobs if plan.launcher in ("basic", "joblib") else 1  # SLURM: other machines
+    if plan.processes > 1:  # DDP on the CPU: setup shares the cores among the ranks
+        asked = max(1, asked // plan.processes)
+    return max(1, min(asked, cores // max(1, min(jobs, len(plan.runs)))))
 
 
-def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]]) -> None:
+def _step_timer(threads: int):
+    """The real timer (engine.timing.time_step) with the run's thread share; each net and
+    setting is timed once (the `auto` choice's timing serves the estimate too)."""
+    from depthlab.engine.timing import time_step
+
+    times: dict[tuple, Any] = {}
+
+    def timer(cfg: dict[str, Any], *, image_size: int, num_classes: int,
+              precision: str | None = None, channels_last: bool | None = None):
+        t = cfg["trainer"]
+        as_timed = {**t, "precision": precision or t.get("precision"),
+                    "channels_last": bool(t.get("channels_last")) if channels_last is None else channels_last}
+        key = (_net_key({**cfg, "trainer": as_timed}), image_size, num_classes)
+        if key not in times:
+            times[key] = time_step(cfg, image_size=image_size, num_classes=num_classes,
+                                   precision=precision, channels_last=channels_last,
+                                   threads=threads)
+        return times[key]
+    return timer
+
+
+def choose_fast_path(plan: Plan, sizes: dict[str, tuple[int, int, int, int]], timer) -> None:
+    """Resolve trainer.precision/channels_last=auto once for the whole sweep, so that the
+    nets it compares train the same way: as its runs already on disk were trained (a resumed
+    sweep), else by timing its deepest net both ways (precision.choose_fast_path). The
+    choice is written into every run's config (and launched as overrides, like the layout)."""
+    from depthlab.engine.build import resolve_device
+    from depthlab.engine.precision import FastPath, is_auto
+    from depthlab.engine.precision import choose_fast_path as choose
+
+    autos = [r for r in plan.runs if is_auto(r.cfg["trainer"])]
+    if not autos:
+        return
+    chosen = plan.fast_path or _chosen_on_disk(autos)
+    if chosen is None:
+        deepest = max(autos, key=lambda r: int(r.cfg["depth"]))
+        _, _, image_size, classes = sizes[data_key(deepest.cfg)]
+
+        def seconds(precision: str, channels_last: bool) -> float:
+            return timer(deepest.cfg, image_size=image_size, num_classes=classes,
+                         precision=precision, channels_last=channels_last).seconds
+
+        t = deepest.cfg["trainer"]
+        chosen = choose(t, resolve_device(str(t["device"])), seconds)
+        chosen = FastPath(chosen.precision, chosen.channels_last,
+                          f"{chosen.reason} (timed on {deepest.name})", chosen.speedup)
+    adopt_fast_path(plan, chosen)
+
+
+def _chosen_on_disk(runs: list[PlannedRun]):
+    """The precision the sweep's runs on disk were trained with (their config.yaml)."""
+    import yaml
+
+    from depthlab.rundir import CONFIG
+
+    for run in runs:
+        try:
+            t = (yaml.safe_load((run.run_dir / CONFIG).read_text()) or {}).get("trainer") or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if t.get("precision") in ("fp32", "bf16", "fp16") and t.get("channels_last") in (True, False):
+            from depthlab.engine.precision import FastPath  # torch: only where a run is on disk
+
+            return FastPath(t["precision"], t["channels_last"],
+                            f"auto: as the runs already in {run.run_dir.parent} were trained")
+    return None
+
+
+def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]], timer=None) -> None:
     """Fill in steps and estimated seconds: `sizes` maps a run's data key (see
-    `data_key`) to (train images, test images, image size, classes)."""
+    `data_key`) to (train images, test images, image size, classes). `timer(cfg, *,
+    image_size, num_classes, precision=None, channels_last=None)` -> engine.timing.StepTime
+    times one step as the run will train (tests pass a fake; default: the real one, with
+    each run's share of the cores). `auto` precision is resolved here first."""
     started = time.perf_counter()
-    per_net: dict[tuple, float | None] = {}
-    first = plan.runs[0]
-    try:  # the first step in a process pays one-off kernel set-up: not part of any net's time
-        time_step(first.cfg, image_size=sizes[data_key(first.cfg)][2],
-                  num_classes=sizes[data_key(first.cfg)][3])
-    except Exception:  # noqa: BLE001 (timed again below, where a failure is handled)
-        pass
+    plan.threads = threads_per_run(plan)
+    if timer is None:
+        from depthlab.engine.timing import time_step
+
+        first = plan.runs[0]
+        try:  # the first step in a process pays one-off set-up: not part of any net's time
+            time_step({**first.cfg, "trainer": {**first.cfg["trainer"], "batch_size": 8}},
+                      image_size=sizes[data_key(first.cfg)][2],
+                      num_classes=sizes[data_key(first.cfg)][3], precision="fp32",
+                      channels_last=False, threads=plan.threads)
+        except Exception:  # noqa: BLE001 (timed again below, where a failure is handled)
+            pass
+        timer = _step_timer(plan.threads)
+    per_net: dict[tuple, Any] = {}
+    choose_fast_path(plan, sizes, timer)
     for run in plan.runs:
         train_size, test_size, image_size, classes = sizes[data_key(run.cfg)]
-        epochs, run.steps = run_length(run.cfg, train_size)
+        epochs, run.steps = planned_length(run.cfg, train_size)
         if run.net not in per_net:
             try:
-                per_net[run.net] = time_step(run.cfg, image_size=image_size, num_classes=classes)
+                per_net[run.net] = timer(run.cfg, image_size=image_size, num_classes=classes)
             except Exception:  # noqa: BLE001 (the run itself will report what is wrong)
                 per_net[run.net] = None
-        run.step_seconds = per_net[run.net]
+        timed = per_net[run.net]
+        run.step_seconds = timed.seconds if timed is not None else None
         if run.step_seconds is None:
             run.seconds = None
             continue
@@ -246,21 +323,23 @@ def estimate(plan: Plan, sizes: dict[str, tuple[int, int, int, int]]) -> None:
         evals = -(-epochs // int(t["eval_every"]))
         # evaluation: a forward pass is about a third of a training step per image
         eval_s = evals * test_size * run.step_seconds / int(t["batch_size"]) / 3
-        run.seconds = RUN_OVERHEAD_S + run.steps * run.step_seconds + eval_s
+        run.seconds = RUN_OVERHEAD_S + timed.compile_seconds + run.steps * run.step_seconds + eval_s
     known = [r.seconds for r in plan.runs if r.seconds is not None]
     plan.seconds = makespan(known, plan.jobs) if known else None
     plan.timing_seconds = time.perf_counter() - started
-    from depthlab.engine.setup import resolve_device
+    from depthlab.engine.build import resolve_device
 
     device = resolve_device(str(plan.runs[0].cfg["trainer"]["device"]))
     if device.type == "cuda":
         import torch
         plan.device = f"{device} ({torch.cuda.get_device_name(device)})"
     else:
-        import platform
-        import torch
-        threads = plan.runs[0].cfg["trainer"].get("threads") or torch.get_num_threads()
-        plan.device = f"cpu ({platform.machine()}, {threads} thread{'s' if threads != 1 else ''} per run)"
+        from depthlab import machine
+        info = machine.describe()
+        bf16 = ("native bf16: " + ", ".join(info["bf16_instructions"]) if info["native_bf16"]
+                else "no native bf16")
+        plan.device = (f"cpu ({info['processor']}, {info['arch']}, {info['cores']} cores, {bf16}; "
+                       f"{plural(plan.threads, 'thread')} per run)")
 
 
 def makespan(seconds: list[float], jobs: int) -> float:
@@ -299,6 +378,19 @@ def _values(runs: list[PlannedRun], get) -> str:
     return ", ".join(str(v) for v in dict.fromkeys(get(r) for r in runs))
 
 
+def precision_line(plan: Plan) -> str:
+    """e.g. "bf16 autocast + channels_last (auto: native avx512_bf16; ... 1.93x faster than fp32)"."""
+    t = plan.runs[0].cfg["trainer"]
+    words = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast + loss scaling",
+             "auto": "auto"}
+    text = (f"{words.get(str(t.get('precision')), t.get('precision'))} + "
+            f"{'channels_last' if t.get('channels_last') is True else 'contiguous'}"
+            f"{' + torch.compile' if t.get('compile') else ''}")
+    if t.get("channels_last") == "auto":
+        text = text.replace("contiguous", "channels_last auto")
+    return f"{text} ({plan.fast_path.reason})" if plan.fast_path is not None else text
+
+
 def format_plan(plan: Plan) -> list[str]:
     runs = plan.runs
     by_arch: dict[str, list[int]] = {}
@@ -318,6 +410,7 @@ def format_plan(plan: Plan) -> list[str]:
         f"  layout    {plan.layout.layout} ({plan.layout.reason})",
         *[f"  data      {d}" for d in plan.data.values()],
         f"  device    {plan.device}; launcher {plan.launcher} ({at_once})",
+        f"  numerics  {precision_line(plan)}",
     ]
     if plan.processes > 1:
         b = int(t["batch_size"])

@@ -27,6 +27,11 @@ use the same three pieces:
 The one gradient heatmap (layers x recorded steps, colour = log10 gradient
 norm) is drawn by `heatmap_figure`: to a file for the report
 (`plot_gradflow_heatmap`), to pixels for W&B (`gradflow_heatmap_pixels`).
+
+Why one module of about 480 lines: the six figures share the style, the panel grid, the
+architecture colours and the seed-averaging helpers; split by figure, each piece would
+import the same private helpers back, and the report, W&B and probe would each need to know
+which file holds which figure.
 """
 
 from __future__ import annotations
@@ -47,7 +52,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter, NullLocator
 
 from depthlab.analysis import (
-    ARCH_ORDER, aggregate, block_profile, epoch_metrics, grad_ratio_series, gradflow,
+    ARCH_ORDER,
+    aggregate,
+    block_profile,
+    epoch_metrics,
+    grad_ratio_series,
+    gradflow,
     gradflow_profile,
 )
 from depthlab.rundir import atomic_file

@@ -31,7 +31,7 @@ def check_writable(runs_dir: Path) -> None:
 
 
 def check_device(device: str) -> None:
-    from depthlab.engine.setup import resolve_device
+    from depthlab.engine.build import resolve_device
 
     try:
         resolve_device(device)

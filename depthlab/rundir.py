@@ -230,6 +230,13 @@ def log10(value: Any) -> float | None:
     return math.log10(x) if math.isfinite(x) and x > 0 else None
 
 
+def log10_or_nan(value: Any) -> float:
+    """`log10`, with NaN where it gives None: for float columns (the probe's rows, the
+    analysis table), where NaN, not None, is the missing number."""
+    x = log10(value)
+    return math.nan if x is None else x
+
+
 # --------------------------------------------------------------------------- volatile keys
 
 # Config keys that may change between invocations of the same run without making it a

@@ -17,10 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from depthlab import machine
 from depthlab.engine import distributed
+from depthlab.engine.build import resolve_device
 from depthlab.engine.distributed import World
+from depthlab.engine.errors import DevicesError
 from depthlab.engine.loop import Loop, NoProgress
-from depthlab.engine.setup import DevicesError, build_setup, machine, resolve_device
+from depthlab.engine.setup import build_setup
 from depthlab.engine.state import TrainState, resume
 from depthlab.progress import TrainProgress
 from depthlab.rundir import RunSummary, read_summary, summary_head, summary_result
@@ -55,6 +58,14 @@ def run(cfg: dict[str, Any], run_dir: Path, *, group: str = "train",
                       sink_factory=sink_factory)
 
 
+def _earlier_summary(run_dir: Path) -> RunSummary | None:
+    """summary.json of this run's earlier sitting (a resume), or None."""
+    try:
+        return read_summary(run_dir)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def _summary_after_signal(run_dir: Path) -> RunSummary:
     """What rank 0 wrote once a signal stopped the workers; a signal before any
     summary existed (the workers were still starting) is an interrupt like Ctrl-C."""
@@ -78,7 +89,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
            extra_sinks: list[Any], sink_factory: SinkFactory | None) -> RunSummary:
     started = time.time()
     distributed.quiet_other_ranks(world)
-    s = build_setup(cfg, world)
+    s = build_setup(cfg, world, earlier=_earlier_summary(run_dir))
     desc, data = s.desc, s.data
 
     # Resume: the run directory's checkpoint, if any, says where to start (every rank
@@ -97,12 +108,16 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
         layers=desc["layers"], blocks=desc["blocks"],
         resumed_from_step=state.step if resumed else None,
         extra={"resumed_epoch": state.epoch - 1 if resumed else -1},
+        resolved={"trainer.precision": s.fast_path.precision,
+                  "trainer.channels_last": s.fast_path.channels_last,
+                  "trainer.fast_path": s.fast_path.reason, "machine": machine.describe()},
     )
     local = LocalSink(run_dir) if world.main else None
     sinks = [local, *extra_sinks, *(sink_factory(cfg) if sink_factory else [])] if world.main else []
     for sink in sinks:
         sink.start(info)
 
+    host = info.resolved["machine"]
     summary = summary_head(
         name=info.name, group=group, arch=desc["arch"], depth=desc["depth"],
         layout=desc["layout"], norm=desc["norm"], shortcut=desc.get("shortcut"),
@@ -111,8 +126,13 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
         train_subset=cfg["data"].get("train_subset"),
         train_size=data.train_size, test_size=data.test_size,
         params=desc["params"], flops=desc["flops"], epochs=s.epochs,
-        total_steps=s.total_steps, device=str(s.device), machine=machine(),
+        total_steps=s.total_steps, device=str(s.device), machine=machine.line(host),
     )
+    # how the numbers were made: the resolved precision and memory format, and the processor
+    # (the same seed gives other curves on another CPU; bf16 is native on some, emulated on others)
+    summary.update(precision=s.fast_path.precision, channels_last=s.fast_path.channels_last,
+                   compile=bool(cfg["trainer"].get("compile")), fast_path=s.fast_path.reason,
+                   processor=host["processor"], native_bf16=host["native_bf16"])
     if world.distributed:
         summary["processes"] = world.size
     summary.update(normalisation=data.normalisation, status="running",

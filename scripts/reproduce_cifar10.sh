@@ -13,10 +13,12 @@
 #           elsewhere the official release is downloaded on first use.
 # Threads:  JOBS runs at once (default 2), THREADS torch threads each (default 1): on a
 #           2-core CPU two one-thread runs side by side beat one two-thread run.
-# Time:     about 70 minutes for the degradation sweep (16 runs), 10 for the
-#           gradient-flow sweep (8 runs) and 35 for the full-data comparison (4 runs)
-#           on a 2-core x86_64 CPU; about 105 for the start ablation (16 runs, Intel
-#           Xeon VM) and 73 for the norm-free sweep (12 runs, the same VM).
+# Time:     from each sweep's first run start to its last run end, as the runs recorded it
+#           (results/<folder>/summary.csv): 85 min for the degradation sweep (16 runs,
+#           three sittings, the pauses included), 9 for the gradient-flow sweep (8 runs)
+#           and 33 for the full-data comparison (4 runs) on a 2-core x86_64 CPU; 102 for
+#           the start ablation (16 runs, Intel Xeon VM) and 73 for the norm-free sweep
+#           (12 runs, the same VM): 302 min, about 5 h, in all.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

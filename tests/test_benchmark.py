@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from script_module import script_module
+
+from depthlab.bench.rows import fmt_ratio, make_row
+from depthlab.bench.timing import interleaved
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 JSON_ROW_KEYS = {"key", "bench", "name", "depthlab", "baseline", "unit", "ratio", "spread",
@@ -130,20 +132,77 @@ def test_gradflow_and_memory_rows_from_the_command_line(tmp_path):
         assert row["name"][:20] in proc.stdout
 
 
-def test_interleaving_alternates_the_order(bench):
+def test_interleaving_alternates_the_order():
     calls = []
-    got = bench.interleaved(4, {"a": lambda: calls.append("a") or 1,
+    got = interleaved(4, {"a": lambda: calls.append("a") or 1,
                                 "b": lambda: calls.append("b") or 2})
     assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
     assert got == {"a": [1] * 4, "b": [2] * 4}
 
 
-def test_row_takes_medians_and_spread(bench):
-    row = bench.make_row("train/x", "x", depthlab=[1.0, 3.0, 2.0], baseline=[2.0, 2.0, 2.0],
+def test_row_takes_medians_and_spread():
+    row = make_row("train/x", "x", depthlab=[1.0, 3.0, 2.0], baseline=[2.0, 2.0, 2.0],
                          ratios=[0.95, 1.0, 0.99], unit="img/s", target=(">=", 0.97))
     assert row.depthlab == 2.0 and row.ratio == 0.99 and row.spread == (0.95, 1.0)
     assert row.met is True and row.target == ">= 0.97x"
-    share = bench.make_row("gradflow/share/x", "x", depthlab=[1.0], baseline=[40.0],
+    share = make_row("gradflow/share/x", "x", depthlab=[1.0], baseline=[40.0],
                            ratios=[0.025], unit="ms/step", target=("<", 0.02), ratio_unit="%")
     assert share.met is False and share.target == "< 2%"
-    assert bench.fmt_ratio(0.025, "%") == "2.50%"
+    assert fmt_ratio(0.025, "%") == "2.50%"
+
+
+def test_the_peak_is_cores_times_clock_times_flops_per_cycle():
+    from depthlab.bench.peak import Peak, flops_per_cycle, training_flops
+
+    zen5 = frozenset({"avx512f", "avx512_bf16", "avx2", "fma"})
+    assert flops_per_cycle(zen5, "AuthenticAMD", 26)[:2] == (64, 128)  # bf16 dot products: 2x
+    assert flops_per_cycle(frozenset({"avx512f"}), "AuthenticAMD", 25)[:2] == (32, None)  # Zen 4
+    assert flops_per_cycle(frozenset({"avx2", "fma"}), "GenuineIntel", 6)[:2] == (32, None)
+    assert flops_per_cycle(frozenset({"avx512f", "amx_bf16"}), "GenuineIntel", 6)[:2] == (64, 1024)
+    p = Peak(cores=2, ghz=2.5, clock_from="/proc/cpuinfo", fp32_per_cycle=64, bf16_per_cycle=128,
+             fp32_assumption="AVX-512", bf16_assumption="2x")
+    assert p.gflops("fp32") == 320 and p.gflops("bf16") == 640
+    assert p.formula("fp32") == "fp32 peak 2 cores x 2.50 GHz x 64 FLOP/cycle = 320 GFLOP/s (AVX-512)"
+    assert "no bf16 peak" in Peak(1, 2.5, "", 64, None, "", "no native bf16").formula("bf16")
+    assert training_flops(10) == 30  # forward + backward's two matmuls
+
+
+SPEED_KEYS = ["speed/bf16-vs-hand/residual-8-cifar", "speed/bf16-vs-fp32/residual-8-cifar",
+              "speed/compile-vs-eager/residual-8-cifar"]
+
+
+@pytest.mark.slow
+def test_speed_rows_bf16_channels_last_and_compile(bench, tmp_path):
+    """Every speed row runs (the bf16 ones where the processor has native bf16), and each
+    says its GFLOP/s, the peak's formula and what limits it; the compile row its compile time."""
+    from depthlab import machine
+
+    result, md = run(bench, tmp_path, "--only", "speed")
+    check_common(result, md)
+    rows = {r["key"]: r for r in result["rows"]}
+    assert list(rows) == SPEED_KEYS
+    measured = SPEED_KEYS if machine.cpu_bf16() else SPEED_KEYS[2:]
+    for key in measured:
+        row = rows[key]
+        assert row["depthlab"] > 0 and row["baseline"] > 0 and row["met"] in (True, False)
+        assert "GFLOP/s" in row["note"] and "FLOP/cycle" in row["note"] and "limited by" in row["note"]
+        flops = row["detail"]["flops"]
+        assert flops["training_per_image"] == 3 * flops["forward_per_image"] > 0
+        assert flops["peak"]["fp32_gflops"] > 0 and "3 x forward" in flops["formula"]
+    assert [rows[k]["target"] for k in SPEED_KEYS] == [">= 0.97x", ">= 1.6x", ">= 1x"]
+    compile_row = rows[SPEED_KEYS[2]]
+    assert "compile: its first window took" in compile_row["note"]
+    assert len(compile_row["detail"]["compile_seconds"]) == 2
+
+
+@pytest.mark.slow
+def test_bf16_rows_are_skipped_without_native_bf16(bench, tmp_path, monkeypatch):
+    from depthlab import machine
+
+    monkeypatch.setattr(machine, "cpu_bf16", lambda *args: ())
+    result, md = run(bench, tmp_path, "--only", "speed")
+    rows = {r["key"]: r for r in result["rows"]}
+    for key in SPEED_KEYS[:2]:
+        assert rows[key]["met"] is None and "no native bf16" in rows[key]["note"]
+    assert rows[SPEED_KEYS[2]]["met"] in (True, False)  # compile needs no bf16
+    assert "img_s" in rows[SPEED_KEYS[2]]["detail"] and "bf16" not in rows[SPEED_KEYS[2]]["detail"]["img_s"]

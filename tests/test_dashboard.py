@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import wandb
 import yaml
-
 from cli.helpers import TINY, cli
+from tracking.wandb_reader import isolate_wandb, read_wandb_run, wandb_files
+
 from depthlab import dashboard as dash
 from depthlab.models import build_model, describe
 from depthlab.tracking.wandb_report import JOB_TYPE
 from depthlab.tracking.wandb_sink import BLOCK_SERIES, SERIES, block_keys, layer_keys
-from tracking.wandb_reader import isolate_wandb, read_run, wandb_files
 
 SWEEP = "dash"
 # plain nets of two depths (different layer keys), W&B offline, every per-layer series on
@@ -40,7 +40,7 @@ def swept(tmp_path_factory):
         result = cli("sweep", *RUNS)
         wandb.teardown()
     assert result.exit_code == 0, result.output
-    runs = [read_run(p) for p in wandb_files(root / "wandb-dir")]
+    runs = [read_wandb_run(p) for p in wandb_files(root / "wandb-dir")]
     return root / "runs" / SWEEP, runs
 
 
@@ -134,7 +134,7 @@ def test_offline_says_so_in_one_line_and_the_spec_round_trips(swept, tmp_path):
                        "W&B API; push it later with: depthlab dashboard --push out/spec.json"]
     spec = json.loads((tmp_path / "out" / "spec.json").read_text())
     assert (spec["entity"], spec["project"]) == ("me", "deep")  # W&B's own view spec
-    built = dash.build_workspace(dash.read_runs([sweep_dir]), entity="me", project="deep",
+    built = dash.build_workspace(dash.read_runs_keys([sweep_dir]), entity="me", project="deep",
                                  verdicts=dash.verdict_texts([sweep_dir]))
     loaded = dash.load_spec(tmp_path / "out" / "spec.json")
     assert dash.outline(loaded)["sections"] == dash.outline(built)["sections"]

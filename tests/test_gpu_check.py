@@ -12,40 +12,34 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from script_module import script_module
+from depthlab.bench import check, fig6, gpu
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
-@pytest.fixture(scope="module")
-def gc():
-    with script_module("gpu_check.py", "depthlab_gpu_check") as module:
-        yield module
-
-
-def test_the_full_schedule_when_it_fits(gc):
-    n, why = gc.plan_iterations({"20": 1.0, "56": 2.0}, 600, 64000)  # 6.9 ms an iteration
+def test_the_full_schedule_when_it_fits():
+    n, why = fig6.plan_iterations({"20": 1.0, "56": 2.0}, 600, 64000)  # 6.9 ms an iteration
     assert n == 64000 and why.startswith("the full 64,000 iterations fit")
 
 
-def test_fewer_iterations_when_it_does_not_and_the_milestones_stay_fractions(gc):
+def test_fewer_iterations_when_it_does_not_and_the_milestones_stay_fractions():
     step = {"20": 5.0, "56": 12.0}  # 2 x 17 ms x 1.15 = 39.1 ms per iteration of the four
-    n, why = gc.plan_iterations(step, 300, 64000)
+    n, why = fig6.plan_iterations(step, 300, 64000)
     assert n == 7600  # 300 / 0.0391 = 7672, down to a multiple of 100
     assert n * 0.0391 <= 300
     assert "7,600 of the paper's 64,000 iterations (12%)" in why and "50% and 75%" in why
-    assert gc.plan_iterations(step, 1, 64000)[0] == 100  # never nothing
-    assert gc.plan_iterations(step, -5, 6)[0] == 6
+    assert fig6.plan_iterations(step, 1, 64000)[0] == 100  # never nothing
+    assert fig6.plan_iterations(step, -5, 6)[0] == 6
 
 
-def test_the_four_at_once_measurement_wins_over_the_sum_when_there_is_one(gc):
+def test_the_four_at_once_measurement_wins_over_the_sum_when_there_is_one():
     step = {"20": 5.0, "56": 12.0}
-    n, why = gc.plan_iterations(step, 300, 64000, together_ms=20.0)  # 23 ms with the 15%
+    n, why = fig6.plan_iterations(step, 300, 64000, together_ms=20.0)  # 23 ms with the 15%
     assert n == 13000 and "measured with the four at once" in why
-    assert "sum of the four step times alone" in gc.plan_iterations(step, 300, 64000)[1]
+    assert "sum of the four step times alone" in fig6.plan_iterations(step, 300, 64000)[1]
 
 
-def test_the_report_section_puts_the_paper_beside_and_judges_residual_56(gc):
+def test_the_report_section_puts_the_paper_beside_and_judges_residual_56():
     runs = {f"{a}-{d}-s0": {"status": "completed", "steps_completed": 100, "wall_seconds": 60,
                             "final_train_error": e / 100, "final_test_error": (e + 1) / 100}
             for (a, d), e in {("plain", 20): 9.0, ("plain", 56): 12.0, ("residual", 20): 8.0,
@@ -53,13 +47,13 @@ def test_the_report_section_puts_the_paper_beside_and_judges_residual_56(gc):
     facts = {"env": {"gpu": "NVIDIA H200", "driver": "580", "torch": "2.11", "cuda": "13.0",
                      "cudnn": 91000}, "length": "L", "graphs": True, "graphs_why": "W",
              "every": 100, "train_s": 300, "total_s": 500}
-    text = gc.fig6_section(runs, facts)
+    text = fig6.fig6_section(runs, facts)
     assert "| residual-56 | completed | 100 | 6.50 | 7.50 | 6.97 | 1.0 |" in text
     assert "| residual-20 | completed | 100 | 8.00 | 9.00 | 8.75 | 1.0 |" in text
     assert "residual-56 ends lower than residual-20 in training error by 1.50 points" in text
     assert "NVIDIA H200" in text and "trainer.cuda_graphs=true" in text
     del runs["residual-56-s0"]
-    assert "did not both finish: no verdict" in gc.fig6_section(runs, facts)
+    assert "did not both finish: no verdict" in fig6.fig6_section(runs, facts)
 
 
 @pytest.mark.slow
@@ -120,17 +114,11 @@ def test_cpu_mode_writes_every_file_the_gpu_run_would(tmp_path):
     assert facts["graphs"] is False and facts["cpu_mode"] is True
 
 
-@pytest.fixture(scope="module")
-def gb():
-    with script_module("gpu_benchmark.py", "depthlab_gpu_benchmark") as module:
-        yield module
-
-
 @pytest.mark.slow
-def test_a_path_that_fails_is_left_out_and_its_rows_say_why(gb):
+def test_a_path_that_fails_is_left_out_and_its_rows_say_why():
     """The graphed runs fail here (no CUDA: trainer.cuda_graphs=true is an error); the eager
     and hand-loop rows are still measured, and the fast path falls back to eager."""
-    rows, net = gb.net_rows(gb.CPU, gb.CPU.nets[0], cuda=True)
+    rows, net = gpu.net_rows(gpu.CPU, gpu.CPU.nets[0], cuda=True)
     by_key = {r.key: r for r in rows}
     assert by_key["train/residual-8-cifar"].met in (True, False)  # measured
     graphs = by_key["graphs/residual-8-cifar"]
@@ -153,16 +141,16 @@ def test_four_nets_at_once_in_four_processes(tmp_path):
     assert got["iteration_ms"] == pytest.approx(1000 / min(got["steps_per_s"].values()))
 
 
-def test_the_fast_path_gate_names_tests_that_exist_and_reads_junit(gc, tmp_path):
+def test_the_fast_path_gate_names_tests_that_exist_and_reads_junit(tmp_path):
     """The gate's names are real test ids of tests/engine/test_cuda_graphs.py, and a junit
     file with one of them skipped or failed does not open it."""
     source = (SCRIPTS.parent / "tests" / "engine" / "test_cuda_graphs.py").read_text()
-    for name in gc.GRAPH_GATE:
+    for name in check.GRAPH_GATE:
         assert f"def {name.split('[')[0]}(" in source
-    cases = "".join(f'<testcase name="{n}"/>' for n in sorted(gc.GRAPH_GATE))
+    cases = "".join(f'<testcase name="{n}"/>' for n in sorted(check.GRAPH_GATE))
     (tmp_path / "ok.xml").write_text(f'<testsuites><testsuite tests="3">{cases}</testsuite></testsuites>')
-    assert gc.GRAPH_GATE <= gc.passed_tests(tmp_path / "ok.xml")
+    assert check.GRAPH_GATE <= check.passed_tests(tmp_path / "ok.xml")
     skipped = cases.replace('/>', '><skipped message="needs a CUDA device"/></testcase>', 1)
     (tmp_path / "skip.xml").write_text(f"<testsuites><testsuite>{skipped}</testsuite></testsuites>")
-    assert not gc.GRAPH_GATE <= gc.passed_tests(tmp_path / "skip.xml")
-    assert gc.passed_tests(tmp_path / "missing.xml") == set()
+    assert not check.GRAPH_GATE <= check.passed_tests(tmp_path / "skip.xml")
+    assert check.passed_tests(tmp_path / "missing.xml") == set()

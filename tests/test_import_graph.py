@@ -8,7 +8,6 @@ from collections import deque
 from functools import lru_cache
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1] / "depthlab"  # the package's source directory
 
 

@@ -1,6 +1,7 @@
 """The top-level conf/ is installed with the package: a wheel holds every YAML file
 and every package, and a non-editable install composes configs from it alone."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -40,7 +41,7 @@ def test_a_non_editable_install_composes_from_its_own_files(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
                     str(target), str(wheel)], check=True, capture_output=True, text=True)
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import sys\n"
         "import depthlab\n"
         "from depthlab.config import compose_config, conf_dir, group_options\n"
         "assert depthlab.__file__.startswith(sys.argv[1]), depthlab.__file__\n"
@@ -48,8 +49,10 @@ def test_a_non_editable_install_composes_from_its_own_files(wheel, tmp_path):
         "cfg = compose_config(['experiment=quick', 'depth=50', 'arch=plain'])\n"
         "print(cfg.arch.name, cfg.depth, cfg.data.train_subset, group_options('experiment'))\n"
     )
+    # PYTHONPATH puts the wheel's files before site-packages (and the editable install there)
+    env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     arch, depth, subset, *_ = done.stdout.split()
     assert (arch, depth) == ("plain", "50") and int(subset) > 0

@@ -11,11 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from cli.helpers import TINY, cli, summary
 from torch import nn
 
 from depthlab.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
-
-from cli.helpers import TINY, cli, summary
 
 STEP = {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1, "warmup": 0.0}
 COSINE = {"name": "cosine", "warmup": 0.0, "min_lr": 0.0}

@@ -9,12 +9,11 @@ import re
 from pathlib import Path
 
 import yaml
+from cli.helpers import TINY
 
 from depthlab.analysis import load_table
 from depthlab.launch import launch
 from depthlab.report import INTEGER_COLUMNS, write_report
-
-from cli.helpers import TINY
 
 # What describes a run (its config and its network): known even for a run that
 # failed before it trained, so filled in every row.

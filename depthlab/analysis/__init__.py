@@ -12,7 +12,9 @@ are `depthlab.plots`, report.md / summary.csv are `depthlab.report`.
     runs         finding run directories, the run table, a run's files (csv readers,
                  per-layer gradient and per-block backward-signal profiles)
     aggregation  per (variant, depth) statistics; the tables people read
+    groups       groups of runs compared: seeds' spread and sampling noise
     verdict      the verdicts and the rules they follow (see its docstring)
+    numerics     does the precision change the science? fp32 against bf16 runs
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from .aggregation import (
     run_rows,
     status_counts,
 )
+from .groups import CHANCE_MARGIN, MIN_DECADES, NOISE_SE
+from .numerics import precision_verdicts
 from .runs import (
     ARCH_ORDER,
     KNOWN_CLASSES,
@@ -47,14 +51,12 @@ from .runs import (
     gradflow_profile,
     is_run_dir,
     load_runs,
+    load_summary,
     load_table,
     read_csv,
-    read_summary,
     setting_value,
 )
 from .verdict import (
-    CHANCE_MARGIN,
-    MIN_DECADES,
     SHARED_SETTINGS,
     Verdict,
     comparison_verdicts,
@@ -66,12 +68,13 @@ from .verdict import (
 
 __all__ = [
     "ARCH_ORDER", "CHANCE_MARGIN", "COMPARISON_HEADERS", "KNOWN_CLASSES", "MIN_DECADES",
-    "NUMERIC", "RUN_FILES", "RUN_HEADERS", "SETTINGS", "SHARED_SETTINGS", "SKIP_PATH_SETTINGS",
+    "NOISE_SE", "NUMERIC", "RUN_FILES", "RUN_HEADERS", "SETTINGS", "SHARED_SETTINGS",
+    "SKIP_PATH_SETTINGS",
     "STATUSES", "STAT_COLUMNS", "SUMMARY_KEYS", "Verdict", "aggregate", "block_profile",
     "comparison_rows",
     "comparison_verdicts", "counted", "degradation_verdicts", "epoch_metrics",
-    "excluded_verdicts", "find_runs", "format_duration", "format_flops", "grad_ratio_series",
-    "gradflow", "gradflow_profile", "is_run_dir", "load_runs", "load_table", "markdown_table",
-    "read_csv", "read_summary", "run_rows", "setting_value", "status_counts",
+    "excluded_verdicts", "find_runs", "precision_verdicts", "format_duration", "format_flops", "grad_ratio_series",
+    "gradflow", "gradflow_profile", "is_run_dir", "load_runs", "load_summary", "load_table",
+    "markdown_table", "read_csv", "run_rows", "setting_value", "status_counts",
     "vanishing_verdicts", "verdicts",
 ]

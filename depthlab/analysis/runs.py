@@ -29,7 +29,12 @@ SUMMARY_KEYS = [
 ]
 # Settings that train.run's summary does not hold, read from the run's config.yaml into
 # the table: key -> its path in the config (None where the config has no such key).
-CONFIG_SETTINGS = {"start": ("start", "name"), "branch": ("arch", "branch")}
+# precision / channels_last: summary.json holds what `auto` resolved to; runs made before it
+# recorded them fall back on their config (fp32, contiguous: the only path then).
+CONFIG_SETTINGS = {"start": ("start", "name"), "branch": ("arch", "branch"),
+                   "precision": ("trainer", "precision"), "channels_last": ("trainer", "channels_last"),
+                   # the training error is counted over whole batches: its sampling noise needs it
+                   "batch_size": ("trainer", "batch_size")}
 NUMERIC = ["depth", "seed", "params", "flops", "final_train_error", "final_test_error",
            "best_test_error", "epochs_completed", "epochs", "steps_completed",
            "grad_ratio_first_last", "grad_ratio_first_last_init", "wall_seconds", "train_subset",
@@ -39,7 +44,7 @@ KNOWN_CLASSES = {"cifar10": 10, "synthetic": 10, "imagenet": 1000}
 ARCH_ORDER = {"plain": 0, "residual": 1, "dense": 2}
 # Settings that make runs of one architecture different experiments, not seeds.
 SETTINGS = ("start", "branch", "layout", "norm", "data", "train_subset", "epochs", "shortcut",
-            "preact", "zero_init_residual")
+            "preact", "zero_init_residual", "precision", "channels_last")
 # Settings of the skip path only: ignored for plain nets.
 SKIP_PATH_SETTINGS = ("shortcut", "zero_init_residual", "branch")
 # Settings another one already names: left out of a label that has the first
@@ -94,7 +99,7 @@ def _warn(warnings: list[str], message: str) -> None:
     log.warning(message)
 
 
-def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+def load_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """A run's summary.json as a dict, or (None, why it cannot be used) in one line."""
     if not (Path(run_dir) / rundir.SUMMARY).is_file():
         return None, ("no summary.json (the run never started, or its directory was copied "
@@ -138,10 +143,6 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
-def _log10(value: Any) -> float:
-    return math.nan if (x := rundir.log10(value)) is None else x  # NaN, not None: a float column
-
-
 def load_runs(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     """The run table and one warning per run that was skipped or is missing files.
 
@@ -152,7 +153,7 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     warnings: list[str] = []
     rows = []
     for run_dir in _find(paths, warnings):
-        summary, problem = read_summary(run_dir)
+        summary, problem = load_summary(run_dir)
         if problem:
             _warn(warnings, f"skipping {run_dir}: {problem}")
             continue
@@ -200,7 +201,7 @@ def _to_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     # from the ratios when present (a summary written before the log10 keys existed)
     for log_col, ratio_col in (("log10_grad_ratio_init", "grad_ratio_first_last_init"),
                                ("log10_grad_ratio", "grad_ratio_first_last")):
-        from_ratio = table[ratio_col].map(_log10)
+        from_ratio = table[ratio_col].map(rundir.log10_or_nan)
         table[log_col] = from_ratio.where(from_ratio.notna(), table[log_col]).astype(float)
     table["depth"] = table["depth"].astype(int)
     if table["seed"].notna().all():

@@ -12,156 +12,74 @@ Rules the verdicts follow:
   are never averaged together as if they were seeds.
 - A difference between two groups is called only when it exceeds the seeds'
   spread (max - min over seeds, the larger of the two groups); with one seed
-  per group the difference is called and the text says it is a single seed.
+  per group there is no spread, and the text says it is a single seed.
+- A difference between two error rates is also called only when it exceeds
+  `NOISE_SE` = 2 standard errors of the errors' own sampling noise, seeds or
+  not. An error rate p measured on N images has the binomial standard error
+  sqrt(p (1 - p) / N); the mean of n seeds has sqrt(sum_i p_i (1 - p_i) / N_i) / n
+  (one seed's divided by sqrt(n) when the seeds agree); the two groups compared
+  combine as sqrt(se_a^2 + se_b^2). A difference within 2 of those is "about
+  the same" (holds None), and the text says so: "the difference of 0.1 points is
+  within 2 standard errors of sampling noise (2.5 points on 3,000 images each)",
+  the points being the 2 combined standard errors. Both rules must pass (the
+  sampling noise is the measurement's, the seeds' spread the training's); a
+  call that passes both reads as it did before this rule.
+- N for the training error: the final training error is the error over the
+  batches of the run's last epoch (summed over the ranks), so N is the training
+  images that epoch saw. That is summary.json's train_size (the images after
+  train_subset, all ranks together; train_subset for a run that predates
+  train_size) in whole batches, the last incomplete one being dropped: 9,984 of
+  10,000 images at batch 128, 2,944 of 3,000, fewer in the partial last epoch of
+  an `iterations` run. Where the table holds the run's batch_size they are
+  counted so; without it N is train_size, under one batch too many per epoch
+  (a standard error under 1% too small at these sizes). N for the test error
+  is test_size (the whole test set). A run that records neither is judged on
+  the seed rule alone.
 - Gradient ratios (first / last main-path layer gradient norm) are compared in
   log10; a change of less than `MIN_DECADES` (a factor of 2) is not called.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from .aggregation import _fixed, counted
-from .runs import KNOWN_CLASSES, SETTINGS, setting_value
+from .aggregation import counted
+from .groups import (
+    MIN_DECADES,
+    Diff,
+    Group,
+    Verdict,
+    compare,
+    error_groups,
+    exp10,
+    nets_label,
+    pct,
+    pts,
+    seeds_note,
+    untrained_note,
+)
+from .numerics import precision_verdicts
+from .runs import SETTINGS, setting_value
 
-# A net within this many points of chance training error did not train: no verdict on it.
-CHANCE_MARGIN = 0.02
 # What two architectures must share to be compared at equal depth.
-SHARED_SETTINGS = ("layout", "norm", "data", "train_subset", "epochs", "start")
-MIN_DECADES = math.log10(2)  # gradient-ratio changes below a factor of 2 are not called
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One finding in words. holds: True / False, or None when the numbers cannot tell."""
-
-    kind: str  # degradation | plain_vs_<arch> | vanishing | excluded | none
-    holds: bool | None
-    text: str
-    subject: str = ""  # the variant (or depth) it is about
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@dataclass
-class _Group:
-    label: str  # e.g. plain-56
-    values: list[float]
-    chance: float | None = None  # training error of guessing (1 - 1/classes); None: unknown
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-    @property
-    def range(self) -> float:
-        return max(self.values) - min(self.values)
-
-    @property
-    def at_chance(self) -> bool:
-        """Training error within CHANCE_MARGIN of guessing: the net did not train."""
-        return self.chance is not None and self.mean >= self.chance - CHANCE_MARGIN
-
-
-@dataclass
-class _Diff:
-    diff: float  # b - a
-    spread: float | None  # larger max-min of the groups with >= 2 values; None: single seeds
-    threshold: float
-
-    @property
-    def called(self) -> bool:
-        return abs(self.diff) > self.threshold
-
-    @property
-    def within_spread(self) -> bool:
-        return self.spread is not None and abs(self.diff) <= self.spread
-
-
-def _diff(a: _Group, b: _Group, minimum: float = 0.0) -> _Diff:
-    ranges = [g.range for g in (a, b) if g.n >= 2]
-    spread = max(ranges) if ranges else None
-    return _Diff(b.mean - a.mean, spread, max(spread or 0.0, minimum))
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _pts(x: float) -> str:
-    return f"{100 * abs(x):.1f}"
-
-
-def _exp(x: float) -> str:
-    return "10^" + _fixed(x, 1)
-
-
-def _seeds_note(a: _Group, b: _Group, d: _Diff, *, unit: str, fmt) -> str:
-    """How many seeds stand behind a comparison and how the spread bears on it."""
-    if d.spread is None:
-        return f"single seed: no spread to judge the difference of {fmt(d.diff)} {unit} against"
-    counts = f"means of {a.n} and {b.n} seeds" if a.n != b.n else f"means of {a.n} seeds each"
-    rel = "is within" if d.within_spread else "exceeds"
-    return (f"{counts}; the difference of {fmt(d.diff)} {unit} {rel} the seeds' spread "
-            f"(max - min) of {fmt(d.spread)} {unit}")
-
-
-def _nets(arch: str, settings: str, capital: bool = False) -> str:
-    name = f"{arch.capitalize() if capital else arch} nets"
-    return f"{name} ({settings})" if settings else name
-
-
-def _groups(table: pd.DataFrame, column: str) -> dict[tuple[str, str, str], dict[int, _Group]]:
-    """(variant, arch, settings) -> depth -> values of `column` over completed runs."""
-    out: dict[tuple[str, str, str], dict[int, _Group]] = {}
-    ok = counted(table)
-    ok = ok[ok[column].notna()]
-    for (variant, depth), g in ok.groupby(["variant", "depth"], sort=False):
-        key = (variant, g["arch"].iloc[0], g["settings"].iloc[0])
-        out.setdefault(key, {})[int(depth)] = _Group(f"{g['arch'].iloc[0]}-{int(depth)}",
-                                                      [float(v) for v in g[column]],
-                                                      _chance_error(g.iloc[0]))
-    return {k: dict(sorted(v.items())) for k, v in out.items()}
-
-
-def _chance_error(row: pd.Series) -> float | None:
-    """1 - 1/classes of the run's data set (summary.json's num_classes, else KNOWN_CLASSES)."""
-    classes = row.get("num_classes")
-    if classes is None or classes != classes:
-        classes = KNOWN_CLASSES.get(str(row.get("data")))
-    return 1.0 - 1.0 / float(classes) if classes else None
-
-
-def _untrained(a: _Group, b: _Group) -> str | None:
-    """When both nets stayed at chance, the words saying so (no verdict can be drawn)."""
-    if not (a.at_chance and b.at_chance):
-        return None
-    return (f"cannot tell - {a.label} and {b.label} both stayed at chance "
-            f"({_pct(a.mean)} and {_pct(b.mean)} training error; guessing gives "
-            f"{_pct(a.chance)}): neither trained, so depth or shortcuts made no difference "
-            "that these runs can show")
+# precision and channels_last too: an fp32 plain net is not set against a bf16 residual net
+SHARED_SETTINGS = ("layout", "norm", "data", "train_subset", "epochs", "start", "precision",
+                   "channels_last")
 
 
 def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
     """Per architecture: does the deepest net end at a higher training error than the shallowest?
 
     holds is True when it does (degradation), False when it does not, None when
-    the difference is within the seeds' spread or there is only one depth.
+    the difference is within the seeds' spread or the sampling noise ("about the
+    same"), or there is only one depth.
     """
     verdicts = []
-    for (variant, arch, settings), by_depth in _groups(table, "final_train_error").items():
+    for (variant, arch, settings), by_depth in error_groups(table, "final_train_error").items():
         plain = arch == "plain"
-        prefix = f"Degradation in {_nets(arch, settings)}" if plain else _nets(arch, settings, True)
+        prefix = f"Degradation in {nets_label(arch, settings)}" if plain else nets_label(arch, settings, True)
         if len(by_depth) < 2:
             depth = next(iter(by_depth))
             verdicts.append(Verdict("degradation", None,
@@ -169,25 +87,28 @@ def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
                                     variant))
             continue
         shallow, deep = by_depth[min(by_depth)], by_depth[max(by_depth)]
-        untrained = _untrained(shallow, deep)
+        untrained = untrained_note(shallow, deep)
         if untrained:
             verdicts.append(Verdict("degradation", None, f"{prefix}: {untrained}", variant))
             continue
-        d = _diff(shallow, deep)
-        holds = (d.diff > 0) if d.called else (None if d.within_spread else False)  # a tie: no
-        if plain:
+        d = compare(shallow, deep)
+        tie = d.within_spread or d.within_noise  # the numbers cannot tell a direction
+        holds = (d.diff > 0) if d.called else (None if tie else False)  # no difference at all: no
+        if d.within_noise:
+            answer = "about the same"
+        elif plain:
             answer = {True: "yes", False: "no", None: "inconclusive"}[holds]
         else:
             answer = {True: "deeper is worse", False: "deeper is not worse",
                       None: "inconclusive"}[holds]
-        text = (f"{prefix}: {answer} - {deep.label} ends at {_pct(deep.mean)} training error vs "
-                f"{_pct(shallow.mean)} for {shallow.label} "
-                f"({_seeds_note(shallow, deep, d, unit='points', fmt=_pts)})")
+        text = (f"{prefix}: {answer} - {deep.label} ends at {pct(deep.mean)} training error vs "
+                f"{pct(shallow.mean)} for {shallow.label} "
+                f"({seeds_note(shallow, deep, d, unit='points', fmt=pts)})")
         if len(by_depth) > 2:
-            text += "; by depth: " + ", ".join(f"{k}: {_pct(g.mean)}" for k, g in by_depth.items())
+            text += "; by depth: " + ", ".join(f"{k}: {pct(g.mean)}" for k, g in by_depth.items())
         gone = [g.label for g in by_depth.values() if g.at_chance]
         if gone:
-            text += f"; at chance ({_pct(deep.chance)}), i.e. not trained: {', '.join(gone)}"
+            text += f"; at chance ({pct(deep.chance)}), i.e. not trained: {', '.join(gone)}"
         verdicts.append(Verdict("degradation", holds, text, variant))
     return verdicts
 
@@ -205,11 +126,12 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
 
     holds is True when the net with shortcuts ends at the lower training error,
     False when the plain net does, None when the difference is within the
-    seeds' spread. Only runs with the same SHARED_SETTINGS (layout, norm,
-    data, train_subset, epochs, start) are paired.
+    seeds' spread or the sampling noise ("about the same"). Only runs with the
+    same SHARED_SETTINGS (layout, norm, data, train_subset, epochs, start) are
+    paired.
     """
-    train = _groups(table, "final_train_error")
-    test = _groups(table, "final_test_error")
+    train = error_groups(table, "final_train_error")
+    test = error_groups(table, "final_test_error")
     ok = counted(table)
     keys = [k for k in SETTINGS if k in table]
     settings_of = {v: _settings_of(g.iloc[0], keys) for v, g in ok.groupby("variant", sort=False)}
@@ -223,32 +145,34 @@ def comparison_verdicts(table: pd.DataFrame) -> list[Verdict]:
             where = ", ".join(dict.fromkeys(s for s in (p[2], o[2]) if s))  # once if equal
             for depth in sorted(set(train[p]) & set(train[o])):
                 a, b = train[p][depth], train[o][depth]
-                d = _diff(a, b)
+                d = compare(a, b)
                 holds = (d.diff < 0) if d.called else None
                 at = f"At depth {depth}" + (f" ({where})" if where else "")
-                untrained = _untrained(a, b)
+                untrained = untrained_note(a, b)
                 if untrained:
                     verdicts.append(Verdict(f"plain_vs_{o[1]}", None, f"{at}: {untrained}",
                                             f"{o[0]} vs {p[0]} @ {depth}"))
                     continue
-                if holds is None:
+                if d.within_noise:
+                    head = f"{at}, {o[1]} and plain train about the same"
+                elif holds is None:
                     head = f"{at}, {o[1]} and plain train alike"
                 elif holds:
                     head = f"{at}, {o[1]} trains lower than plain"
                 else:
                     head = f"{at}, plain trains lower than {o[1]}"
-                text = (f"{head}: {b.label} {_pct(b.mean)} vs {a.label} {_pct(a.mean)} training error "
-                        f"({_seeds_note(a, b, d, unit='points', fmt=_pts)})")
+                text = (f"{head}: {b.label} {pct(b.mean)} vs {a.label} {pct(a.mean)} training error "
+                        f"({seeds_note(a, b, d, unit='points', fmt=pts)})")
                 ta, tb = test.get(p, {}).get(depth), test.get(o, {}).get(depth)
                 if ta and tb:
-                    text += f"; test error {_pct(tb.mean)} vs {_pct(ta.mean)}"
+                    text += f"; test error {pct(tb.mean)} vs {pct(ta.mean)}"
                 verdicts.append(Verdict(f"plain_vs_{o[1]}", holds, text, f"{o[0]} vs {p[0]} @ {depth}"))
     return verdicts
 
 
-def _vanishing_call(shallow: _Group, deep: _Group) -> tuple[bool | None, str, str, _Diff]:
+def _vanishing_call(shallow: Group, deep: Group) -> tuple[bool | None, str, str, Diff]:
     """(holds, answer, why, diff) for log10 first/last ratios of the shallowest and deepest net."""
-    d = _diff(shallow, deep, MIN_DECADES)
+    d = compare(shallow, deep, MIN_DECADES)
     if abs(d.diff) <= MIN_DECADES:
         return False, "no", "about the same at every depth", d
     if d.within_spread:
@@ -262,7 +186,7 @@ def _vanishing_call(shallow: _Group, deep: _Group) -> tuple[bool | None, str, st
                          if d.diff > 0 else "the first layer still gets more than the last"), d
 
 
-def _change_note(d: _Diff, when: str | None) -> str:
+def _change_note(d: Diff, when: str | None) -> str:
     change = f"{abs(d.diff):.1f} decades" + (f" at {when}" if when else "")
     if abs(d.diff) <= MIN_DECADES:
         return f"a change of {change}, under a factor of 2"
@@ -284,12 +208,12 @@ def vanishing_verdicts(table: pd.DataFrame) -> list[Verdict]:
     at init or at the end; False when neither; None when a change is within the
     seeds' spread and none is called.
     """
-    init = _groups(table, "log10_grad_ratio_init")
-    end = _groups(table, "log10_grad_ratio")
+    init = error_groups(table, "log10_grad_ratio_init")
+    end = error_groups(table, "log10_grad_ratio")
     verdicts = []
     for key in dict.fromkeys([*init, *end]):
         variant, arch, settings = key
-        prefix = f"Vanishing gradients in {_nets(arch, settings)}"
+        prefix = f"Vanishing gradients in {nets_label(arch, settings)}"
         times = [(label, groups) for label, groups in (("init", init.get(key, {})),
                                                         ("end", end.get(key, {})))
                  if len(groups) >= 2]
@@ -306,11 +230,11 @@ def vanishing_verdicts(table: pd.DataFrame) -> list[Verdict]:
         for label, groups in (("at init", init.get(key, {})), ("at the end", end.get(key, {}))):
             if lo in groups and hi in groups:
                 if not parts:
-                    parts.append(f"{label} the first layer gets {_exp(groups[hi].mean)} of the last "
-                                 f"layer's gradient norm at depth {hi} vs {_exp(groups[lo].mean)} "
+                    parts.append(f"{label} the first layer gets {exp10(groups[hi].mean)} of the last "
+                                 f"layer's gradient norm at depth {hi} vs {exp10(groups[lo].mean)} "
                                  f"at depth {lo}")
                 else:
-                    parts.append(f"{label} {_exp(groups[hi].mean)} vs {_exp(groups[lo].mean)}")
+                    parts.append(f"{label} {exp10(groups[hi].mean)} vs {exp10(groups[lo].mean)}")
         answers = {label: c[1] for label, c in calls.items()}
         first = next(iter(calls))
         if len(set(answers.values())) == 1:  # init and end agree (or only one is known)
@@ -354,11 +278,15 @@ def excluded_verdicts(table: pd.DataFrame) -> list[Verdict]:
     return [Verdict("excluded", None, "Left out of the verdicts: " + "; ".join(items))]
 
 
+def findings(table: pd.DataFrame) -> list[Verdict]:
+    """Degradation, plain vs shortcuts and vanishing gradients."""
+    return [*degradation_verdicts(table), *comparison_verdicts(table), *vanishing_verdicts(table)]
+
+
 def verdicts(table: pd.DataFrame) -> list[Verdict]:
     """All verdicts: degradation, plain vs shortcuts, vanishing gradients, excluded runs."""
     if counted(table).empty:
         found = [Verdict("none", None, "No completed runs yet: nothing to judge")]
     else:
-        found = [*degradation_verdicts(table), *comparison_verdicts(table),
-                 *vanishing_verdicts(table)]
+        found = [*findings(table), *precision_verdicts(table, findings)]
     return [*found, *excluded_verdicts(table)]

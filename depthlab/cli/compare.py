@@ -8,8 +8,14 @@ from omegaconf import OmegaConf
 from depthlab.cli.common import console, fail
 from depthlab.cli.hydra_args import split_args
 from depthlab.cli.sweep import DRY_RUN_HELP, command_line, has_key, run_sweep
-from depthlab.config import (ConfigError, LayoutChoice, choose_layout, compose_config, expand_sweep,
-                             layout_is_auto)
+from depthlab.config import (
+    ConfigError,
+    LayoutChoice,
+    choose_layout,
+    compose_config,
+    expand_sweep,
+    layout_is_auto,
+)
 
 # The papers' comparisons: ResNet Table 2 (imagenet) and Fig. 6 (cifar).
 DEFAULT_DEPTHS = {"imagenet": "18,34", "cifar": "20,32,44,56"}

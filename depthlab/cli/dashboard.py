@@ -69,7 +69,7 @@ def dashboard(
             for p in paths:
                 if not p.exists():
                     fail(f"no such file or directory: {p}")
-            runs = dash.read_runs(paths)
+            runs = dash.read_runs_keys(paths)
             if not runs:
                 fail(f"no runs found under {', '.join(map(str, paths))}: a run directory holds "
                      "summary.json, as depthlab train and depthlab sweep write it")

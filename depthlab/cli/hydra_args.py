@@ -9,8 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from depthlab.cli.common import fail
-from depthlab.config import (ConfigError, LayoutChoice, check_config, compose_config, expand_sweep,
-                             group_options, layout_error, layout_is_auto)
+from depthlab.config import (
+    ConfigError,
+    LayoutChoice,
+    check_config,
+    compose_config,
+    expand_sweep,
+    group_options,
+    layout_error,
+    layout_is_auto,
+)
 from depthlab.preflight import check_writable
 
 # Hydra flags that take a value, and those that don't (see `hydra --help`).

@@ -181,8 +181,16 @@ def print_table(summary, *, title: str) -> None:
 
 
 def probe(ctx: typer.Context) -> None:
-    from depthlab.probe import (ProbeError, check_dir, configurations, default_dir, findings,
-                                log_wandb, run_probe, write_probe)
+    from depthlab.probe import (
+        ProbeError,
+        check_dir,
+        configurations,
+        default_dir,
+        findings,
+        log_wandb,
+        run_probe,
+        write_probe,
+    )
 
     args = list(ctx.args)
     settings = parse_args(args)

@@ -115,7 +115,7 @@ def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefi
     outcomes = []
     with SweepClock([r.seconds or 0.0 for r in plan.runs], plan.jobs,
                     plan.seconds or 0.0).exported() as clock:
-        for ovr in _with_layout(launches, plan):
+        for ovr in _with_choices(launches, plan):
             outcomes += launch(["--multirun", *flags, *ovr])
             clock.next_launch(len(expand_sweep(ovr)))
     conflicts = [o for o in outcomes if o.status == "conflict"]
@@ -130,12 +130,15 @@ def run_sweep(overrides: list[str], flags: list[str], dirs: list[Path], *, prefi
              code=1)
 
 
-def _with_layout(launches: list[list[str]], plan) -> list[list[str]]:
-    """Each launch with the sweep's layout written out where depthlab chose it, so
-    every run (and a SLURM job composing its own config) gets the same one."""
-    if not plan.layout.auto:
-        return launches
-    return [[*ovr, f"arch.layout={plan.layout.layout}"] for ovr in launches]
+def _with_choices(launches: list[list[str]], plan) -> list[list[str]]:
+    """Each launch with what the plan decided written out: the sweep's layout where
+    depthlab chose it, and trainer.precision/channels_last where `auto` was resolved, so
+    every run (and a SLURM job composing its own config) gets the same ones."""
+    extra = [f"arch.layout={plan.layout.layout}"] if plan.layout.auto else []
+    if plan.fast_path is not None:
+        extra += plan.fast_path.overrides()
+    keys = {o.partition("=")[0] for o in extra}
+    return [[*(o for o in ovr if o.partition("=")[0] not in keys), *extra] for ovr in launches]
 
 
 def command_line(name: str, args: list[str], fresh: bool) -> str:

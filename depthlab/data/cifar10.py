@@ -14,8 +14,17 @@ import torch
 from torchvision.datasets import CIFAR10
 
 from . import cache
-from .base import (STREAM_TEST_SUBSET, STREAM_TRAIN_SUBSET, DataBundle, DataError, Shard,
-                   balanced_subset, check_fits_one_batch, expand, parse_options)
+from .base import (
+    STREAM_TEST_SUBSET,
+    STREAM_TRAIN_SUBSET,
+    DataBundle,
+    DataError,
+    Shard,
+    balanced_subset,
+    check_fits_one_batch,
+    expand,
+    parse_options,
+)
 from .decode import decode_images
 from .device_loader import DeviceLoader
 from .folder import check_split_dirs, image_folder

@@ -50,8 +50,7 @@ def _decode_chunk(paths: Sequence[str], size: int) -> np.ndarray:
 def _progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
     started = time.perf_counter()
     if console.is_terminal:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as bar:
             task = bar.add_task(description, total=total)

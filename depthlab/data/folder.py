@@ -18,9 +18,18 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import v2
 
-from .base import (STREAM_TEST_SUBSET, STREAM_TRAIN_SUBSET, DataBundle, DataError, Shard,
-                   balanced_subset, check_fits_one_batch, epoch_generator, expand,
-                   parse_options)
+from .base import (
+    STREAM_TEST_SUBSET,
+    STREAM_TRAIN_SUBSET,
+    DataBundle,
+    DataError,
+    Shard,
+    balanced_subset,
+    check_fits_one_batch,
+    epoch_generator,
+    expand,
+    parse_options,
+)
 from .decode import cpu_count
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet constants

@@ -59,8 +59,16 @@ def _readable(root: Path) -> None:
 
 
 def _cifar10(cfg: Mapping[str, Any], fetch: bool) -> DataSurvey:
-    from .cifar10 import (SIZE, CIFAR10Options, _pickled, check_split_dirs, download, find_source,
-                          load_arrays, not_found)
+    from .cifar10 import (
+        SIZE,
+        CIFAR10Options,
+        _pickled,
+        check_split_dirs,
+        download,
+        find_source,
+        load_arrays,
+        not_found,
+    )
 
     o = parse_options(CIFAR10Options, {k: v for k, v in cfg.items() if k != "layout"}, "cifar10")
     root = expand(o.root)

@@ -1,22 +1,22 @@
 """The training step as a captured CUDA graph (trainer.cuda_graphs): the fast path for
-small nets on a GPU. The eager step (step.train_step) is the reference it must equal."""
+small nets on a GPU. It captures step.forward_loss, the eager step's own forward and loss,
+and warms up with step.train_step itself: the eager step is the reference it must equal."""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from depthlab.gradflow import GradFlowProbe, GradFlowRecord
+from depthlab.engine.precision import AUTOCAST_DTYPES, Precision
+from depthlab.engine.step import StepResult, correct, forward_loss, train_step
+from depthlab.gradflow import GradFlowProbe
 
-Result = tuple[torch.Tensor, torch.Tensor, GradFlowRecord | None]
 
-
-class GraphedStep(nn.Module):
-    """The training step of `model` replayed as one captured CUDA graph: forward, loss,
+class GraphedStep:
+    """A step object (called like step.train_step, without the net): the training step
+    of `model` replayed as one captured CUDA graph: forward, loss,
     backward and the probe's block statistics (output std, backward-signal norm) are
     recorded once and replayed on static buffers, so a small net costs a few launches
     a step instead of hundreds (small CIFAR nets on a GPU are bound by kernel launches,
@@ -30,15 +30,13 @@ class GraphedStep(nn.Module):
 
     The first `warmup` steps run eagerly on a side stream (lazy cuDNN/cuBLAS set-up must
     not happen during capture); they are real training steps. A batch of another shape
-    than the captured one (none with the train loaders' whole batches) runs eagerly.
-    Calling the module itself is the model's eager forward."""
+    than the captured one (none with the train loaders' whole batches) runs eagerly."""
 
-    def __init__(self, model: nn.Module, precision: Any, probe: GradFlowProbe | None,
+    def __init__(self, model: nn.Module, precision: Precision, probe: GradFlowProbe | None,
                  warmup: int = 3) -> None:
-        super().__init__()
         self.model = model
         self.probe = probe
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision.name)
+        dtype = AUTOCAST_DTYPES.get(precision.name)
         # autocast's weight-cast cache must be off inside a capture (torch.cuda.graph docs);
         # the casts themselves are the same
         self.autocast = ((lambda: torch.autocast("cuda", dtype=dtype, cache_enabled=False))
@@ -49,25 +47,13 @@ class GraphedStep(nn.Module):
         self.graph: torch.cuda.CUDAGraph | None = None
         self._side = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
     def _eager(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               precision: Any, probe: GradFlowProbe | None, step: int) -> Result:
-        """step.train_step's fp32/bf16 path (this module may not import step). Once a graph
-        is captured the gradients must stay its static tensors: they are zeroed in place
-        (0 + g == g exactly) instead of dropped."""
+               precision: Precision, probe: GradFlowProbe | None, step: int) -> StepResult:
+        """The eager step itself. Once a graph is captured the gradients must stay its
+        static tensors, so they are zeroed in place instead of dropped."""
         self.eager_steps += 1
-        optimizer.zero_grad(set_to_none=self.graph is None)
-        if probe is not None:
-            probe.arm()
-        with precision.autocast():
-            out = self.model(x)
-            loss = F.cross_entropy(out.float(), y)
-        loss.backward()
-        record = probe.record(step) if probe is not None else None
-        optimizer.step()
-        return loss.detach(), (out.detach().argmax(1) == y).sum(), record
+        return train_step(self.model, optimizer, x, y, precision, probe, step,
+                          grads_to_none=self.graph is None)
 
     def _capture(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
         self.static_x, self.static_y = x.clone(), y.clone()  # clone keeps channels_last
@@ -76,17 +62,15 @@ class GraphedStep(nn.Module):
             self.probe.arm()  # block hooks run once, in the capture: their kernels are in the graph
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            with self.autocast():
-                out = self.model(self.static_x)
-                loss = F.cross_entropy(out.float(), self.static_y)
+            out, loss = forward_loss(self.model, self.static_x, self.static_y, self.autocast)
             loss.backward()
             self.static_loss = loss.detach()
-            self.static_correct = (out.detach().argmax(1) == self.static_y).sum()
+            self.static_correct = correct(out, self.static_y)
         self.graph = graph
         self.block_tensors = probe_block_tensors(self.probe) if self.probe is not None else None
 
-    def step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-             precision: Any, probe: GradFlowProbe | None, step: int) -> Result:
+    def __call__(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                 precision: Precision, probe: GradFlowProbe | None, step: int) -> StepResult:
         """One training step (see step.train_step): eager while warming up, then replays."""
         if self.graph is None and self.eager_steps < self.warmup:
             if self._side is None:

@@ -19,7 +19,7 @@ from torch import nn
 from depthlab.engine.distributed import World, all_sum
 from depthlab.engine.setup import Setup
 from depthlab.engine.state import TrainState, new_totals
-from depthlab.engine.step import set_learning_rate, train_step
+from depthlab.engine.step import set_learning_rate
 from depthlab.rundir import first_last_ratio
 
 log = logging.getLogger("depthlab")
@@ -204,8 +204,8 @@ class Loop:
                 x = x.contiguous(memory_format=torch.channels_last)
             set_learning_rate(s.optimizer, s.base_lrs, self.cfg["schedule"], st.step, s.total_steps)
             record_now = st.step % self.every == 0 or st.step == s.total_steps - 1
-            loss, correct, record = train_step(s.train_net, s.optimizer, x, y, s.precision,
-                                               s.probe if record_now else None, st.step)
+            loss, correct, record = s.step(s.optimizer, x, y, s.precision,
+                                           s.probe if record_now else None, st.step)
             if record is not None:
                 st.ratio_end = first_last_ratio(s.desc["layers"], record.grad_norm)
                 if st.step == 0:

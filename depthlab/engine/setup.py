@@ -1,36 +1,25 @@
 """Everything a run needs before its first step: device, precision, data, model
-(DDP-wrapped across ranks), optimizer, gradient-flow probe, and its length."""
+(DDP-wrapped across ranks), optimizer, gradient-flow probe, the step, and its length."""
 
 from __future__ import annotations
 
-import platform
-import socket
-from contextlib import nullcontext
+import functools
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from depthlab.data import DataBundle, Shard, build_data
+from depthlab.engine.build import make_model, resolve_device
 from depthlab.engine.distributed import World, rank_device
+from depthlab.engine.errors import CudaGraphsError, SyncBatchNormError
 from depthlab.engine.graphs import GraphedStep
+from depthlab.engine.precision import FastPath, Precision, choose_fast_path, is_auto, make_precision
+from depthlab.engine.step import StepResult, train_step
 from depthlab.gradflow import GradFlowProbe
-from depthlab.models import build_model, describe
+from depthlab.models import describe
 from depthlab.optim import make_optimizer, run_length
-
-# arch keys that are not build_model options: the name picks the builder, the layout
-# is passed on its own, sync_bn is the engine's (it converts the built model)
-ARCH_KEYS_NOT_OPTIONS = {"name", "layout", "sync_bn"}
-
-
-class PrecisionError(ValueError):
-    """A trainer or arch setting that the resolved device cannot run; str() is one line."""
-
-
-class DevicesError(PrecisionError):
-    """trainer.devices that does not fit how the run was started; str() is one line."""
-
 
 # auto: the nets whose step is bound by kernel launches on a GPU (32 px images, 16-64
 # channels); which ones gain is for the GPU benchmark (scripts/gpu_benchmark.py) to say.
@@ -39,12 +28,12 @@ GRAPH_AUTO_ARCHS = ("plain", "residual")
 
 def use_cuda_graphs(cfg: dict[str, Any], device: torch.device, world: World) -> bool:
     """Whether the training step runs as a captured CUDA graph (trainer.cuda_graphs:
-    true | false | auto). true where it cannot run is a one-line PrecisionError; auto
+    true | false | auto). true where it cannot run is a one-line CudaGraphsError; auto
     is on for plain/residual nets of the cifar layout on one CUDA device in fp32/bf16."""
     t = cfg["trainer"]
     setting = t.get("cuda_graphs", False)
     if setting not in (True, False, "auto"):
-        raise PrecisionError(f"trainer.cuda_graphs must be true, false or auto, got {setting!r}")
+        raise CudaGraphsError(f"trainer.cuda_graphs must be true, false or auto, got {setting!r}")
     why_not = None
     if device.type != "cuda":
         why_not = f"a CUDA device, and this run is on {device}"
@@ -57,61 +46,11 @@ def use_cuda_graphs(cfg: dict[str, Any], device: torch.device, world: World) -> 
     elif cfg["arch"].get("memory_efficient"):
         why_not = "arch.memory_efficient=false (recomputation in backward)"
     if setting is True and why_not:
-        raise PrecisionError(f"trainer.cuda_graphs=true needs {why_not}; use false or auto")
+        raise CudaGraphsError(f"trainer.cuda_graphs=true needs {why_not}; use false or auto")
     if setting == "auto":
         return (why_not is None and cfg["arch"]["name"] in GRAPH_AUTO_ARCHS
                 and cfg["arch"].get("layout") == "cifar")
     return bool(setting)
-
-
-def resolve_device(name: str, what: str = "trainer.device") -> torch.device:
-    """cpu, cuda, cuda:N or auto (cuda when present); ValueError naming `what` otherwise."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r} for {what}; valid: cpu, cuda, cuda:N, auto")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{what}={name} but no CUDA device is available; use cpu or auto")
-    return device
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """bf16 autocast runs on the CPU and on CUDA; fp16 needs CUDA (its GradScaler).
-    The rule of config.check_config, applied again once `auto` is resolved."""
-    if precision == "fp16" and device.type != "cuda":
-        raise PrecisionError(f"trainer.precision=fp16 needs a CUDA device, and this run is on "
-                             f"{device}; use bf16 or fp32 on the CPU")
-
-
-def make_model(cfg: dict[str, Any], num_classes: int, image_size: int) -> nn.Module:
-    arch = cfg["arch"]
-    options = {k: v for k, v in arch.items() if k not in ARCH_KEYS_NOT_OPTIONS}
-    options["image_size"] = image_size
-    return build_model(arch["name"], cfg["depth"], num_classes=num_classes,
-                       layout=arch["layout"], **options)
-
-
-def machine() -> str:
-    return f"{socket.gethostname()} ({platform.machine()}, {platform.system()}, torch {torch.__version__})"
-
-
-@dataclass
-class Precision:
-    name: str  # fp32 | bf16 | fp16
-    autocast: Callable[[], ContextManager[Any]]
-    scaler: torch.amp.GradScaler | None  # fp16 only
-
-
-def make_precision(name: str, device: torch.device) -> Precision:
-    check_precision(name, device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
-    scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
-    return Precision(name, autocast, scaler)
 
 
 @dataclass
@@ -119,7 +58,10 @@ class Setup:
     """A run's working parts. `model` is the bare network (state dicts, gradient flow);
     `train_net` is what the training step calls (DDP-wrapped across ranks, compiled
     if asked); `eval_net` what evaluation calls (never DDP: each rank evaluates its
-    own part of the test set, then the sums are reduced)."""
+    own part of the test set, then the sums are reduced). `step(optimizer, x, y,
+    precision, probe, step)` is one training step: step.train_step on train_net, or
+    its captured CUDA graph (graphs.GraphedStep). `fast_path` says how
+    trainer.precision and trainer.channels_last were resolved."""
 
     world: World
     device: torch.device
@@ -137,19 +79,48 @@ class Setup:
     epochs: int
     total_steps: int
     channels_last: bool
+    step: Callable[..., StepResult]
+    fast_path: FastPath
 
 
-def build_setup(cfg: dict[str, Any], world: World) -> Setup:
+def resolve_fast_path(cfg: dict[str, Any], device: torch.device, world: World,
+                      image_size: int, num_classes: int,
+                      earlier: dict[str, Any] | None = None) -> FastPath:
+    """trainer.precision / trainer.channels_last with `auto` resolved, the same on every
+    rank: as the run's earlier sittings chose (`earlier`: its summary.json, on resume), else
+    by precision.choose_fast_path, timing this net on rank 0 and broadcasting the choice."""
+    t = cfg["trainer"]
+    if not is_auto(t):
+        return choose_fast_path(t, device, None)
+    if earlier and earlier.get("precision") in ("fp32", "bf16", "fp16") and "channels_last" in earlier:
+        return FastPath(earlier["precision"], bool(earlier["channels_last"]),
+                        earlier.get("fast_path") or "auto: as this run's earlier sittings")
+    from depthlab.engine.timing import time_step
+
+    def timer(precision: str, channels_last: bool) -> float:
+        return time_step(cfg, image_size=image_size, num_classes=num_classes,
+                         precision=precision, channels_last=channels_last).seconds
+
+    chosen = [choose_fast_path(t, device, timer) if world.main else None]
+    if world.distributed:
+        torch.distributed.broadcast_object_list(chosen, src=0)
+    return chosen[0]
+
+
+def build_setup(cfg: dict[str, Any], world: World, earlier: dict[str, Any] | None = None) -> Setup:
     """Build what `cfg` describes for this rank (the same on every rank but the device
-    and the data shard)."""
+    and the data shard). `earlier`: the run's summary.json from an earlier sitting, whose
+    resolved precision a resumed `auto` run keeps."""
     t = cfg["trainer"]
     device = rank_device(resolve_device(str(t["device"])), world)
-    precision = make_precision(t.get("precision", "fp32"), device)
-    graphs = use_cuda_graphs(cfg, device, world)  # before any work: true where it cannot run fails here
+    if t.get("precision") != "auto":
+        make_precision(t.get("precision", "fp32"), device)  # fp16 without CUDA fails before any work
+    use_cuda_graphs({**cfg, "trainer": {**t, "precision": "fp32" if t.get("precision") == "auto"
+                                        else t.get("precision")}}, device, world)  # ditto
     sync_bn = bool(cfg["arch"].get("sync_bn")) and world.distributed
     if sync_bn and device.type != "cuda":
-        raise PrecisionError(f"arch.sync_bn=true needs CUDA (SyncBatchNorm), and this run is on "
-                             f"{device}; use arch.sync_bn=false on the CPU")
+        raise SyncBatchNormError(f"arch.sync_bn=true needs CUDA (SyncBatchNorm), and this run is "
+                                 f"on {device}; use arch.sync_bn=false on the CPU")
     threads = t.get("threads")
     if not threads and world.distributed and device.type == "cpu":
         threads = max(1, (torch.get_num_threads() or 1) // world.size)  # share the cores
@@ -160,13 +131,16 @@ def build_setup(cfg: dict[str, Any], world: World) -> Setup:
     data_cfg = {k: v for k, v in cfg["data"].items() if k != "layout"}  # layout is the model's
     data = build_data(data_cfg, batch_size=t["batch_size"], eval_batch_size=t["eval_batch_size"],
                       device=device, seed=seed, shard=Shard(world.rank, world.size))
+    fast_path = resolve_fast_path(cfg, device, world, data.image_size, data.num_classes, earlier)
+    precision = make_precision(fast_path.precision, device)
+    graphs = use_cuda_graphs({**cfg, "trainer": {**t, "precision": fast_path.precision}}, device, world)
     torch.manual_seed(seed)  # the same initial weights on every rank (DDP checks them too)
     model = make_model(cfg, data.num_classes, data.image_size)
     desc = describe(model)
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
-    if t.get("channels_last"):
+    if fast_path.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
     steps_per_epoch = len(data.train)
@@ -189,10 +163,10 @@ def build_setup(cfg: dict[str, Any], world: World) -> Setup:
     gf = cfg["gradflow"]
     probe = GradFlowProbe(model, desc["layers"], desc["blocks"],
                           activations=bool(gf.get("activations", True)) and not t.get("compile"))
-    if graphs:
-        train_net = GraphedStep(model, precision, probe)
+    step = GraphedStep(model, precision, probe) if graphs else functools.partial(train_step, train_net)
     return Setup(world=world, device=device, seed=seed, data=data, model=model,
                  train_net=train_net, eval_net=eval_net, desc=desc, optimizer=optimizer,
                  base_lrs=[g["lr"] for g in optimizer.param_groups], precision=precision,
                  probe=probe, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                 total_steps=total_steps, channels_last=bool(t.get("channels_last")))
+                 total_steps=total_steps, channels_last=fast_path.channels_last, step=step,
+                 fast_path=fast_path)

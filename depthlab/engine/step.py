@@ -1,18 +1,23 @@
-"""One SGD step: forward, backward, gradient-flow record, optimizer step; eagerly (the
-reference), or replayed as a captured CUDA graph (graphs.GraphedStep, trainer.cuda_graphs)."""
+"""One SGD step: forward, loss, backward, gradient-flow record, optimizer step.
+
+`train_step` is the eager step, the reference; `forward_loss` is its forward and loss, the part
+that the CUDA-graph path (graphs.GraphedStep, trainer.cuda_graphs) captures, that the plan's
+timer and the benchmarks time, and that the probe's one pass runs: one body for all of them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthlab.engine.graphs import GraphedStep
-from depthlab.engine.setup import Precision
+from depthlab.engine.precision import Precision
 from depthlab.gradflow import GradFlowProbe, GradFlowRecord
 from depthlab.optim import learning_rate
+
+StepResult = tuple[torch.Tensor, torch.Tensor, GradFlowRecord | None]
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, base_lrs: list[float],
@@ -21,20 +26,32 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, base_lrs: list[float],
         group["lr"] = learning_rate(schedule, base, step, total_steps)
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, precision: Precision, probe: GradFlowProbe | None,
-               step: int) -> tuple[torch.Tensor, torch.Tensor, GradFlowRecord | None]:
-    """(loss, correct predictions) as device tensors, and the gradient-flow record when
-    `probe` is given (a recorded step). Under DDP, backward() returns once the gradients
-    are averaged over the ranks, so the record is the global batch's, as in one process."""
-    if isinstance(net, GraphedStep):
-        return net.step(optimizer, x, y, precision, probe, step)
-    if probe is not None:
-        probe.arm()
-    with precision.autocast():
+def forward_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 autocast: Callable[[], ContextManager[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss): the forward pass under `autocast`, cross-entropy in fp32."""
+    with autocast():
         out = net(x)
         loss = F.cross_entropy(out.float(), y)
-    optimizer.zero_grad(set_to_none=True)
+    return out, loss
+
+
+def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Correct predictions of a batch, as a device tensor (no host sync)."""
+    return (out.detach().argmax(1) == y).sum()
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, precision: Precision, probe: GradFlowProbe | None,
+               step: int, *, grads_to_none: bool = True) -> StepResult:
+    """(loss, correct predictions) as device tensors, and the gradient-flow record when
+    `probe` is given (a recorded step). Under DDP, backward() returns once the weight
+    gradients are averaged over the ranks, so their norms are the global batch's.
+    `grads_to_none=False` zeroes the gradients in place (0 + g == g exactly) instead of
+    dropping them: a captured CUDA graph must keep its static gradient tensors."""
+    if probe is not None:
+        probe.arm()
+    out, loss = forward_loss(net, x, y, precision.autocast)
+    optimizer.zero_grad(set_to_none=grads_to_none)
     scaler = precision.scaler
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -47,4 +64,4 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
         scaler.update()
     else:
         optimizer.step()
-    return loss.detach(), (out.detach().argmax(1) == y).sum(), record
+    return loss.detach(), correct(out, y), record

@@ -17,16 +17,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .blocks import BRANCH_LAYERS
 from .densenet import DenseNet
 from .depths import (
-    ArchitectureError,
     DEPTH_RULES,
     LAYOUTS,
+    ArchitectureError,
     common_depths,
     densenet_spec,
     resnet_spec,
 )
-from .blocks import BRANCH_LAYERS
 from .init import fixup_init, init_weights
 from .resnet import ResNet
 

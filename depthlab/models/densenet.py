@@ -9,9 +9,9 @@ Names follow torchvision's `models/densenet.py` (`features.conv0`,
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from torch import nn
 
 from .blocks import NormLayer
 

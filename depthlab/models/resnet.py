@@ -8,10 +8,10 @@ it alone, exactly as in the residual twin's main path.
 
 from __future__ import annotations
 
-from torch import nn
 import torch
+from torch import nn
 
-from .blocks import BLOCKS, BRANCH_BLOCKS, PadShortcut, ScalarBias, conv1x1, NormLayer
+from .blocks import BLOCKS, BRANCH_BLOCKS, NormLayer, PadShortcut, ScalarBias, conv1x1
 
 
 def make_shortcut(

@@ -35,12 +35,33 @@ from __future__ import annotations
 
 from .figures import FIGURES, NORM_STYLE, NORM_WORDS, SHORTCUT_COLOURS, make_figures, plot_profiles
 from .findings import findings
-from .grid import (DEFAULT_ARCHS, DEFAULT_BATCH, DEFAULT_DEPTHS, DEFAULT_NORMS, DEFAULT_SEEDS,
-                   DEFAULT_THREADS, LOGGERS, SHORTCUTS, ProbeConfig, ProbeError, ProbeSettings,
-                   configurations)
+from .grid import (
+                   DEFAULT_ARCHS,
+                   DEFAULT_BATCH,
+                   DEFAULT_DEPTHS,
+                   DEFAULT_NORMS,
+                   DEFAULT_SEEDS,
+                   DEFAULT_THREADS,
+                   LOGGERS,
+                   SHORTCUTS,
+                   ProbeConfig,
+                   ProbeError,
+                   ProbeSettings,
+                   configurations,
+)
 from .measure import BLOCK_COLUMNS, LAYER_COLUMNS, ProbeResult, probe_once, run_probe, summarise
-from .report import (MARKER, TABLE_HEADERS, check_dir, default_dir, log_wandb, prepare_dir,
-                     report_markdown, table_rows, write_probe, write_runs)
+from .report import (
+                   MARKER,
+                   TABLE_HEADERS,
+                   check_dir,
+                   default_dir,
+                   log_wandb,
+                   prepare_dir,
+                   report_markdown,
+                   table_rows,
+                   write_probe,
+                   write_runs,
+)
 
 __all__ = [
     "BLOCK_COLUMNS", "DEFAULT_ARCHS", "DEFAULT_BATCH", "DEFAULT_DEPTHS", "DEFAULT_NORMS",

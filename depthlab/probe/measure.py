@@ -12,17 +12,18 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
+from depthlab.engine.step import forward_loss
 from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
-from depthlab.rundir import first_last_ratio, log10
+from depthlab.rundir import first_last_ratio, log10_or_nan
 
 from .grid import ProbeConfig, ProbeError, ProbeSettings, configurations
 
@@ -50,7 +51,7 @@ class ProbeResult:
 
 
 def _device(name: str) -> torch.device:
-    from depthlab.engine.setup import resolve_device
+    from depthlab.engine.build import resolve_device
 
     try:
         return resolve_device(name, what="device")
@@ -112,7 +113,7 @@ def probe_once(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,
     probe = GradFlowProbe(model, desc["layers"], desc["blocks"], activations=True)
     try:
         probe.arm()
-        loss = F.cross_entropy(model(x).float(), y)
+        _, loss = forward_loss(model, x, y, nullcontext)  # the training step's forward and loss
         loss.backward()
         record = probe.record(0)
     finally:
@@ -142,10 +143,6 @@ def _nonfinite_note(loss: float, grad_norm: list[float], layers,
     return ""
 
 
-def _log10(x: float) -> float:
-    return math.nan if (y := log10(x)) is None else y  # NaN, not None: the probe's float columns
-
-
 def _one_pass(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,
               settings: ProbeSettings, num_classes: int) -> dict[str, Any]:
     t0 = time.perf_counter()
@@ -155,14 +152,14 @@ def _one_pass(config: ProbeConfig, seed: int, x: torch.Tensor, y: torch.Tensor,
     main = [g for layer, g in zip(layers, rec.grad_norm) if not layer.shortcut]
     return {
         "config": config, "seed": seed, "name": config.run_name(seed),
-        "ratio": ratio, "log10_ratio": _log10(ratio),
+        "ratio": ratio, "log10_ratio": log10_or_nan(ratio),
         "grad_first": main[0], "grad_last": main[-1],
         "act_std_final": rec.act_std[-1] if rec.act_std else math.nan,
         # the backward signal reaching the first block over that at the last one
-        "log10_back_ratio": _log10(rec.back_norm[0] / rec.back_norm[-1])
+        "log10_back_ratio": log10_or_nan(rec.back_norm[0] / rec.back_norm[-1])
         if rec.back_norm and rec.back_norm[-1] > 0 else math.nan,
         "loss": one["loss"], "params": one["params"],
-        "note": "" if math.isfinite(_log10(ratio)) else _nonfinite_note(
+        "note": "" if math.isfinite(log10_or_nan(ratio)) else _nonfinite_note(
             one["loss"], rec.grad_norm, layers, rec.back_norm),
         "record": rec, "layers": layers, "blocks": one["blocks"],
         "seconds": time.perf_counter() - t0,
@@ -214,7 +211,7 @@ def run_probe(settings: ProbeSettings, *,
     finally:
         torch.set_num_threads(threads_before)
     wall = time.perf_counter() - started
-    from depthlab.engine.setup import machine
+    from depthlab import machine
 
     runs = [results[(i, seed)] for i in range(len(configs)) for seed in range(settings.seeds)]
     layer_rows: list[tuple] = []
@@ -229,7 +226,7 @@ def run_probe(settings: ProbeSettings, *,
     return ProbeResult(settings=settings, layers=pd.DataFrame(layer_rows, columns=LAYER_COLUMNS),
                        blocks=pd.DataFrame(block_rows, columns=BLOCK_COLUMNS),
                        summary=summarise(runs), runs=runs, data_name=batches.name,
-                       device=str(device), wall_seconds=wall, machine=machine(), command=command)
+                       device=str(device), wall_seconds=wall, machine=machine.line(), command=command)
 
 
 def summarise(runs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -33,6 +33,23 @@ class RunInfo:
     blocks: list[str]
     resumed_from_step: int | None = None  # steps done at the checkpoint; None: a fresh start
     extra: dict[str, Any] = field(default_factory=dict)
+    # what the run resolved that its config leaves open (trainer.precision=auto) and the
+    # machine it runs on, as dotted keys: W&B's config shows these values, config.yaml the typed ones
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+def resolved_config(run: RunInfo) -> dict[str, Any]:
+    """run.config with run.resolved's dotted keys set (a copy: run.config is unchanged)."""
+    import copy
+
+    config = copy.deepcopy(run.config)
+    for key, value in run.resolved.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config
 
 
 class Sink(Protocol):

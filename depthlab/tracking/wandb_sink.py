@@ -67,7 +67,7 @@ import numpy as np
 from depthlab import rundir
 from depthlab.rundir import atomic_write, first_last_ratio, log10
 
-from . import RunInfo
+from . import RunInfo, resolved_config
 
 if TYPE_CHECKING:  # for annotations only: importing the sink loads no torch
     from depthlab.models import Layer
@@ -232,7 +232,7 @@ class WandbSink:
         arch = (run.config.get("arch") or {}).get("name") or run.description.get("arch")
         self.run = wandb.init(
             project=c.project, entity=c.entity, group=run.group, job_type=arch, name=run.name,
-            config=run.config, tags=list(c.tags), dir=str(root), mode=c.mode,
+            config=resolved_config(run), tags=list(c.tags), dir=str(root), mode=c.mode,
             id=self._run_id(run), resume="allow", reinit="create_new",
             settings=wandb.Settings(
                 init_timeout=float(c.init_timeout),  # online: bounded wait for the server

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_runs import SWEEP, make_run, make_sweep
 
 from depthlab import analysis
 from depthlab.analysis import aggregate, find_runs, gradflow_profile, load_runs, load_table, verdicts
 from depthlab.analysis.aggregation import _fixed
-from depthlab.analysis.verdict import _exp
+from depthlab.analysis.groups import exp10 as _exp
 from depthlab.report import choose_heatmap_run
-
-from fake_runs import SWEEP, make_run, make_sweep
 
 
 def by_kind(found, kind, subject=None):

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_runs import make_run
 
 from depthlab.analysis import COMPARISON_HEADERS, comparison_rows, load_table, markdown_table, verdicts
-
-from fake_runs import make_run
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 PUBLISHED = ["cifar10-degradation", "cifar10-fulldata", "cifar10-gradflow"]
@@ -27,9 +26,9 @@ KEYS = ["layout", "norm", "shortcut", "preact", "zero_init_residual", "data", "t
         "num_classes", "epochs", "epochs_completed", "steps_completed", "params", "flops",
         "final_train_error", "final_test_error", "best_test_error", "grad_ratio_first_last",
         "grad_ratio_first_last_init", "log10_grad_ratio_init", "log10_grad_ratio", "status",
-        "diverged"]
+        "diverged", "train_size", "test_size"]  # the images each error was measured on
 INTEGERS = {"train_subset", "num_classes", "epochs", "epochs_completed", "steps_completed",
-            "params", "flops"}
+            "params", "flops", "train_size", "test_size"}
 
 
 def _value(key: str, value):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fake_runs import SWEEP, make_run, make_sweep
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,8 +16,6 @@ from depthlab import plots
 from depthlab.analysis import load_table, verdicts
 from depthlab.cli import app
 from depthlab.report import write_report
-
-from fake_runs import SWEEP, make_run, make_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["error_curves.png", "final_error_vs_depth.png", "gradflow_layers.png",

@@ -7,11 +7,10 @@ import csv
 
 import pytest
 import yaml
+from fake_runs import make_run
 
 from depthlab.analysis import block_profile, load_runs, verdicts
 from depthlab.report.figures import FIGURES, make_figures
-
-from fake_runs import make_run
 
 
 def with_start(run, start: str, zero_init: bool = False):

@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from helpers import cli
 from torch import nn
 
 import depthlab.models
 from depthlab.models import build_model
-
-from helpers import cli
 
 # The common depths cut down to one per family, so the test builds few nets.
 DEPTHS = {("plain", "cifar"): [20], ("residual", "cifar"): [20], ("dense", "cifar"): [40],

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY, cli
 from torchvision.datasets import CIFAR10
 
 from depthlab.config import choose_layout, compose_config
 from depthlab.plan import makespan
-from helpers import TINY, cli
 
 # The ImageNet family on tiny synthetic images: only budget overrides.
 BUDGET = ["data=synthetic", "data.image_size=16", "data.train_size=32", "data.test_size=16",
@@ -160,3 +160,87 @@ def test_two_runs_of_a_sweep_never_share_a_directory(tmp_path):
     result = cli("sweep", "arch=residual", *TINY, "optim.lr=0.1,0.05")  # run.name leaves out lr
     _one_error_and_nothing_written(result, tmp_path, before, "two runs of this sweep would share",
                                    "residual-8-s0", "optim.lr=0.05", "put the swept key in run.name")
+
+
+# --- the estimate times what will run ---------------------------------------------------
+
+def _fake_timer(step_ms: dict[str, float], calls: list):
+    """A timer (plan.estimate's `timer`) whose step time depends on the precision only."""
+    from depthlab.engine.timing import StepTime
+
+    def timer(cfg, *, image_size, num_classes, precision=None, channels_last=None):
+        p = precision or cfg["trainer"]["precision"]
+        calls.append((cfg["run"]["name"], p))
+        return StepTime(step_ms[p] / 1000)
+    return timer
+
+
+def _plan(*overrides: str):
+    from depthlab.plan import make_plan
+
+    return make_plan([[*TINY[:3], "arch=plain,residual", "depth=8", "trainer.epochs=3",
+                       "trainer.batch_size=32", "logger=none", *overrides]], [])
+
+
+SIZES_KEY_TRAIN = 128
+
+
+def _sizes(plan):
+    from depthlab.plan import data_key
+
+    return {data_key(r.cfg): (SIZES_KEY_TRAIN, 64, 32, 10) for r in plan.runs}
+
+
+def test_a_bf16_runs_estimate_is_its_own_step_time_not_fp32s():
+    from depthlab.plan import estimate
+
+    calls = []
+    timer = _fake_timer({"fp32": 400.0, "bf16": 200.0}, calls)
+    fp32, bf16 = _plan("trainer.precision=fp32"), _plan("trainer.precision=bf16")
+    for plan in (fp32, bf16):
+        estimate(plan, _sizes(plan), timer=timer)
+    assert [r.step_seconds for r in fp32.runs] == [0.4, 0.4]
+    assert [r.step_seconds for r in bf16.runs] == [0.2, 0.2]
+    # 12 steps each: the training part of the estimate halves with the step time
+    assert fp32.runs[0].seconds - bf16.runs[0].seconds == pytest.approx(12 * 0.2, rel=0.35)
+    assert {p for _, p in calls} == {"fp32", "bf16"}
+
+
+def test_auto_is_resolved_once_for_the_whole_sweep_and_launched_as_overrides(monkeypatch):
+    from depthlab import machine
+    from depthlab.cli.sweep import _with_choices
+    from depthlab.plan import estimate, format_plan
+
+    monkeypatch.setattr(machine, "cpu_bf16", lambda *a: ("avx512_bf16",))
+    calls = []
+    plan = _plan("trainer.precision=auto", "trainer.channels_last=auto", "depth=8,14")
+    estimate(plan, _sizes(plan), timer=_fake_timer({"fp32": 400.0, "bf16": 200.0}, calls))
+    # the choice is timed on the deepest net, both ways; then every run trains the same way
+    assert sorted(calls[:2]) == [("plain-14-s0", "bf16"), ("plain-14-s0", "fp32")]
+    assert {(r.cfg["trainer"]["precision"], r.cfg["trainer"]["channels_last"]) for r in plan.runs} \
+        == {("bf16", True)}
+    assert all(r.step_seconds == 0.2 for r in plan.runs)
+    assert "  numerics  bf16 autocast + channels_last (auto: native avx512_bf16; bf16 + channels_last " \
+           "timed 2.00x faster than fp32 (timed on plain-14-s0))" in format_plan(plan)
+    [launch] = _with_choices([["trainer.precision=auto", "depth=8,14"]], plan)
+    assert "trainer.precision=auto" not in launch
+    assert launch[-2:] == ["trainer.precision=bf16", "trainer.channels_last=true"]
+
+
+def test_runs_at_once_share_the_cores():
+    from depthlab.plan import threads_per_run
+
+    plan = _plan("trainer.precision=fp32")
+    plan.launcher, plan.jobs = "joblib", 2
+    plan.runs[0].cfg["trainer"]["threads"] = None  # torch's default: every core
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        assert threads_per_run(plan, cores=4) == 2  # two runs at once: half the cores each
+        plan.jobs = 1
+        assert threads_per_run(plan, cores=4) == 4
+        plan.runs[0].cfg["trainer"]["threads"] = 1
+        plan.jobs = 2
+        assert threads_per_run(plan, cores=4) == 1  # trainer.threads=1 is what each run uses
+    finally:
+        torch.set_num_threads(before)

@@ -5,16 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY, cli, csv, evaluate_by_hand, summary
 from omegaconf import OmegaConf
 
-import depthlab.engine.setup
+import depthlab.engine.precision
 from depthlab.checkpoint import load_checkpoint
 from depthlab.config import ConfigError, check_config, compose_config
 from depthlab.data import build_data
 from depthlab.launch import launch
 from depthlab.models import build_model
-
-from helpers import TINY, cli, csv, evaluate_by_hand, summary
 
 RUN = Path("runs/residual-8-s0")
 
@@ -90,9 +89,9 @@ def test_bf16_is_allowed_on_the_cpu_and_fp16_is_not(device):
     if device == "cpu":
         with pytest.raises(ConfigError, match="trainer.precision=fp16 needs a CUDA device"):
             check_config(cfg("fp16"))
-    with pytest.raises(depthlab.engine.setup.PrecisionError, match="fp16 needs a CUDA device"):
-        depthlab.engine.setup.check_precision("fp16", torch.device("cpu"))
-    depthlab.engine.setup.check_precision("bf16", torch.device("cpu"))
+    with pytest.raises(depthlab.engine.precision.PrecisionError, match="fp16 needs a CUDA device"):
+        depthlab.engine.precision.check_precision("fp16", torch.device("cpu"))
+    depthlab.engine.precision.check_precision("bf16", torch.device("cpu"))
 
 
 def test_bf16_trains_on_a_device_named_cpu():

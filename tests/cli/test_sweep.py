@@ -12,10 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import TINY, cli, summary
 
 from depthlab.analysis import load_table, verdicts
-
-from helpers import TINY, cli, summary
 
 SWEEP = [o for o in TINY if not o.startswith("depth=")] + ["depth=8,14"]
 

@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import TINY, cli, csv, summary
 
 from depthlab.config import compose_config, group_options
 from depthlab.data import build_data
 from depthlab.models import build_model, describe
-
-from helpers import TINY, cli, csv, summary
 
 
 @pytest.mark.parametrize("group", ["arch", "data", "optim", "schedule", "trainer", "logger",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cifar_fixture import CLASSES, TEST_PER_CLASS, TRAIN_PER_CLASS, TinyCifar  # noqa: F401
 
 

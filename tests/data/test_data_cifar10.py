@@ -10,9 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from depthlab.data import DataError, build_data
+from depthlab.data import DataError, build_data, cifar10, decode
 from depthlab.data import cache as cache_mod
-from depthlab.data import cifar10, decode
 from depthlab.data.base import parse_options
 
 MEAN = np.array([0.4914, 0.4822, 0.4465])

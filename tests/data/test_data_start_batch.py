@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_data_folder import write_set
 from torchvision.datasets import ImageFolder
 
 from depthlab.data import build_data
 from depthlab.data.device_loader import DeviceLoader
-
-from test_data_folder import write_set
 
 
 def epoch(loader, e: int, start_batch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

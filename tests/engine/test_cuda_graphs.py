@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from depthlab.engine.distributed import World
+from depthlab.engine.errors import CudaGraphsError
 from depthlab.engine.graphs import GraphedStep
-from depthlab.engine.setup import PrecisionError, make_precision, use_cuda_graphs
+from depthlab.engine.precision import make_precision
+from depthlab.engine.setup import use_cuda_graphs
 from depthlab.engine.step import train_step
 from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
@@ -53,14 +55,14 @@ def test_auto_on_a_gpu_picks_the_small_launch_bound_nets_only():
     ({"arch": "dense", "memory_efficient": True}, CUDA, World(), "memory_efficient=false"),
 ])
 def test_true_where_it_cannot_run_is_a_one_line_error(case, device, world, words):
-    with pytest.raises(PrecisionError) as err:
+    with pytest.raises(CudaGraphsError) as err:
         use_cuda_graphs(cfg(True, **case), device, world)
     assert words in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith("trainer.cuda_graphs=true needs ")
 
 
 def test_a_value_other_than_true_false_auto_is_an_error():
-    with pytest.raises(PrecisionError, match="must be true, false or auto, got 'yes'"):
+    with pytest.raises(CudaGraphsError, match="must be true, false or auto, got 'yes'"):
         use_cuda_graphs(cfg("yes"), CUDA, World())
 
 
@@ -122,7 +124,7 @@ def test_graph_replays_give_eager_gradient_flow_step_by_step(precision, channels
             x = x.contiguous(memory_format=torch.channels_last)
         recorded = step % 3 != 1  # skipped records must not disturb the next one
         loss_e, correct_e, rec_e = train_step(eager, opt_e, x, y, p, probe_e if recorded else None, step)
-        loss_g, correct_g, rec_g = train_step(net, opt_g, x, y, p, probe_g if recorded else None, step)
+        loss_g, correct_g, rec_g = net(opt_g, x, y, p, probe_g if recorded else None, step)
         torch.testing.assert_close(loss_g, loss_e, rtol=1e-6, atol=0)
         assert correct_g.item() == correct_e.item()
         if recorded:
@@ -150,7 +152,7 @@ def test_a_batch_of_another_shape_runs_eagerly_and_the_graph_goes_on():
         x = torch.randn(n, 3, 32, 32, device="cuda", generator=g)
         y = torch.randint(10, (n,), device="cuda", generator=g)
         _, _, rec_e = train_step(eager, opt_e, x, y, p, probe_e, step)
-        _, _, rec_g = train_step(net, opt_g, x, y, p, probe_g, step)
+        _, _, rec_g = net(opt_g, x, y, p, probe_g, step)
         torch.testing.assert_close(torch.tensor(rec_g.grad_norm), torch.tensor(rec_e.grad_norm),
                                    rtol=1e-4, atol=0)
     assert net.replays == 3 and net.eager_steps == 2

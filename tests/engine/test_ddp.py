@@ -24,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from cli.helpers import summary, wait_for_epochs
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@
 import json
 
 from cli.helpers import cli
+
 from depthlab.config import compose_config
 
 

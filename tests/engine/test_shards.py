@@ -5,8 +5,8 @@ batch, and the test set is split without padding."""
 import numpy as np
 import pytest
 import torch
-
 from cli.helpers import cli
+
 from depthlab.data import DataError, Shard
 from depthlab.data.device_loader import DeviceLoader
 from depthlab.data.folder import EpochSampler

@@ -6,7 +6,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from depthlab.engine.setup import make_precision
+from depthlab.engine.precision import make_precision
 from depthlab.engine.state import TrainState, resume
 from depthlab.engine.step import train_step
 from depthlab.gradflow import GradFlowProbe

@@ -102,7 +102,8 @@ def test_plain_is_residual_without_shortcuts(depth, layout, options):
     plain_model = build_model("plain", depth, layout=layout, **options)
     res_model = build_model("residual", depth, layout=layout, **options)
     plain, res = describe(plain_model, flops=False), describe(res_model, flops=False)
-    main = lambda d: [(l.index, l.name, l.kind, l.stage, l.params) for l in d["layers"] if not l.shortcut]
+    def main(d):
+        return [(l.index, l.name, l.kind, l.stage, l.params) for l in d["layers"] if not l.shortcut]
     assert main(plain) == main(res)
     assert plain["depth"] == res["depth"] == depth
     assert not any(l.shortcut for l in plain["layers"])
@@ -272,3 +273,39 @@ def test_memory_efficient_dense_gives_same_gradients():
     b(x).sum().backward()
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_the_pre_activation_plain_twin_is_the_plain_net(depth):
+    """Without shortcuts the conv-BN-ReLU sequence does not depend on where the block
+    boundaries fall: the 2016 block's plain twin (stem conv, then (BN-ReLU-conv) x depth-2,
+    a final BN-ReLU) is the 2015 plain net (stem conv-BN-ReLU, (conv-BN-ReLU) x depth-2).
+    With the same seed they draw the same weights in the same order and compute the same
+    function, in training mode (batch statistics) and in eval mode, and their gradients
+    agree: so one set of plain runs serves both blocks (results/cifar10-blocks)."""
+    torch.manual_seed(0)
+    post = build_model("plain", depth, layout="cifar")
+    torch.manual_seed(0)
+    pre = build_model("plain", depth, layout="cifar", preact=True)
+    def convs(m):
+        return [p for n, p in m.named_parameters() if p.dim() == 4]
+    assert len(convs(post)) == len(convs(pre)) == depth - 1
+    for a, b in zip(convs(post), convs(pre)):
+        assert torch.equal(a, b)
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(8)
+    outs = []
+    for net in (post, pre):
+        out = net.train()(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(convs(post), convs(pre)):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(pre.eval()(x), post.eval()(x), rtol=1e-5, atol=1e-6)
+    # and the residual nets of the two blocks are different functions
+    torch.manual_seed(0)
+    res_post = build_model("residual", depth, layout="cifar")
+    torch.manual_seed(0)
+    res_pre = build_model("residual", depth, layout="cifar", preact=True)
+    assert not torch.allclose(res_pre.eval()(x), res_post.eval()(x))

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from depthlab.checkpoint import save_checkpoint
 from depthlab.config import compose_config
 from depthlab.data import build_data
-from depthlab.engine.setup import make_model
+from depthlab.engine.build import make_model
 
 # synthetic data, tiny: 64 training and 96 test images of 32 px, 10 classes
 TINY_DATA = ["data=synthetic", "data.train_size=64", "data.test_size=96",

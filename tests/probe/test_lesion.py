@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
+from cli.helpers import evaluate_by_hand
 from typer.testing import CliRunner
 
 from depthlab.cli import app
 from depthlab.data import build_data
 from depthlab.lesion import LesionError, blocks_of, lesion, lesioned, load_run
 from depthlab.models import build_model
-
-from cli.helpers import evaluate_by_hand
 
 
 def cli(*args: str):

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from PIL import Image
-
 from cli.helpers import TINY, cli
+from PIL import Image
 
 
 def _folder(root: Path, train: list[str], test: list[str], images: bool = True) -> Path:

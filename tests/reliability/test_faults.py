@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from cli.helpers import cli, summary, wait_for_epochs
+
 from depthlab.checkpoint import load_checkpoint
 
 ARGS = ["arch=residual", "depth=8", "data=synthetic", "data.train_size=384", "data.test_size=64",

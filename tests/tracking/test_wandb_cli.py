@@ -6,9 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import wandb
-
 from cli.helpers import TINY, cli, summary
-from tracking.wandb_reader import read_run, wandb_files
+from tracking.wandb_reader import read_wandb_run, wandb_files
 
 WANDB_TINY = [o for o in TINY if o != "logger=none"] + ["logger=default"]
 
@@ -38,7 +37,7 @@ def test_one_run_one_wandb_run(tmp_path):
     result = cli("train", "arch=residual", *WANDB_TINY)
     assert result.exit_code == 0, result.output
     [path] = wandb_files(tmp_path / "wandb")
-    wrun = read_run(path)
+    wrun = read_wandb_run(path)
     assert (wrun.name, wrun.group, wrun.job_type) == ("residual-8-s0", "train", "residual")
     assert wrun.config["depth"] == 8 and wrun.config["arch"]["name"] == "residual"
     assert wrun.exit_code == 0
@@ -56,7 +55,7 @@ def test_two_run_sweep_gives_two_grouped_wandb_runs(tmp_path):
                                                          "sweep.name=wb"]
     result = cli("sweep", *sweep)
     assert result.exit_code == 0, result.output
-    runs = {r.name: r for r in map(read_run, wandb_files(tmp_path / "wandb"))}
+    runs = {r.name: r for r in map(read_wandb_run, wandb_files(tmp_path / "wandb"))}
     report = runs.pop("report")  # the comparison, as one run (tests/tracking/test_wandb_report.py)
     assert (report.group, report.job_type) == ("wb", "report")
     assert sorted(runs) == ["plain-8-s0", "residual-8-s0"]

@@ -8,21 +8,28 @@ from pathlib import Path
 
 import pytest
 import wandb
-from PIL import Image
-
 from cli.helpers import TINY, cli
+from PIL import Image
+from tracking.wandb_reader import isolate_wandb, read_table, read_wandb_run, wandb_files
+
 from depthlab.analysis import COMPARISON_HEADERS, comparison_rows, load_runs, verdicts
 from depthlab.report import FIGURES
-from depthlab.tracking.wandb_report import (HOLDS_PREFIX, JOB_TYPE, TABLE_KEY, VERDICTS_KEY,
-                                            figure_key, report_settings, verdict_key)
-from tracking.wandb_reader import isolate_wandb, read_run, read_table, wandb_files
+from depthlab.tracking.wandb_report import (
+    HOLDS_PREFIX,
+    JOB_TYPE,
+    TABLE_KEY,
+    VERDICTS_KEY,
+    figure_key,
+    report_settings,
+    verdict_key,
+)
 
 WANDB_TINY = [o for o in TINY if o != "logger=none"] + ["logger=default"]
 SWEEP = "cmp"
 
 
 def report_runs(root: Path):
-    return [r for r in map(read_run, wandb_files(root)) if r.job_type == JOB_TYPE]
+    return [r for r in map(read_wandb_run, wandb_files(root)) if r.job_type == JOB_TYPE]
 
 
 def run_notes(run) -> str:
@@ -58,7 +65,7 @@ def in_compared(compared, monkeypatch):
 def test_compare_adds_one_report_run_with_table_verdicts_and_figures(compared):
     root, output = compared
     sweep_dir = root / "runs" / SWEEP
-    runs = [read_run(p) for p in wandb_files(root / "wandb-dir")]
+    runs = [read_wandb_run(p) for p in wandb_files(root / "wandb-dir")]
     [report] = [r for r in runs if r.job_type == JOB_TYPE]
     trained = [r for r in runs if r.job_type != JOB_TYPE]
     assert sorted(r.name for r in trained) == ["plain-8-s0", "residual-8-s0"]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import wandb
 import yaml
+from wandb_reader import isolate_wandb, read_table, read_wandb_run, wandb_files
 
 from depthlab.config import conf_dir
 from depthlab.gradflow import GradFlowRecord
@@ -34,7 +35,6 @@ from depthlab.tracking.wandb_sink import (
     heatmap_pixels,
     layer_keys,
 )
-from wandb_reader import isolate_wandb, read_run, read_table, wandb_files
 
 CONF = conf_dir() / "logger"
 DESC = describe(build_model("residual", 20, layout="cifar"))
@@ -124,7 +124,7 @@ def test_one_run_reads_back_from_the_wandb_file(wb, caplog):
     with caplog.at_level(logging.INFO, logger="depthlab"):
         records, summary = drive([LocalSink(run_dir), WandbSink(cfg)], info)
     [path] = wandb_files(wb / "wb")
-    run = read_run(path)
+    run = read_wandb_run(path)
 
     assert (run.name, run.group, run.job_type, run.project) == (
         "residual-20-s0", "test-sweep", "residual", "depthlab-test")
@@ -228,7 +228,7 @@ def test_two_runs_in_one_process_are_two_wandb_runs(wb, monkeypatch, caplog):
     for name, run_dir in zip(names, run_dirs):
         [path] = wandb_files(run_dir)
         assert path.is_relative_to(run_dir / "wandb")
-        runs.append(read_run(path))
+        runs.append(read_wandb_run(path))
         assert runs[-1].name == name and runs[-1].group == "sweep" and runs[-1].exit_code == 0
         assert runs[-1].run_id == (run_dir / "wandb_id.txt").read_text().strip()
     assert runs[0].run_id != runs[1].run_id
@@ -244,7 +244,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(wb):
     resumed = make_info(run_dir, resumed_from_step=STEPS_PER_EPOCH, resumed_epoch=1)
     drive([LocalSink(run_dir), WandbSink(cfg)], resumed, epochs=2, start_step=STEPS_PER_EPOCH)
 
-    first, second = [read_run(p) for p in wandb_files(wb / "wb")]
+    first, second = [read_wandb_run(p) for p in wandb_files(wb / "wb")]
     assert first.run_id == second.run_id == (run_dir / "wandb_id.txt").read_text().strip()
     assert first.exit_code == 1 and second.exit_code == 0  # interrupted, then completed
     key = layer_keys(DESC["layers"])[0]
@@ -318,7 +318,7 @@ def test_an_exception_inside_wandb_turns_the_sink_off(wb, monkeypatch, caplog):
     rows = csv_rows(run_dir / "gradflow.csv")
     assert len({r["step"] for r in rows}) == 7  # every record still in the run directory
     [path] = wandb_files(wb / "wb")
-    assert read_run(path).exit_code == 1
+    assert read_wandb_run(path).exit_code == 1
 
 
 def test_a_fresh_start_gets_a_new_id_and_a_resume_keeps_it(tmp_path):

@@ -1,12 +1,12 @@
 """Read W&B runs back from their .wandb files with W&B's own reader, for tests.
 
-    from wandb_reader import isolate_wandb, read_run, read_table, wandb_files
+    from wandb_reader import isolate_wandb, read_table, read_wandb_run, wandb_files
     # (elsewhere under tests/: from tracking.wandb_reader import ...)
 
     isolate_wandb(monkeypatch, tmp_path)       # before anything touches wandb
     ...                                        # run something that logs to W&B
     [path] = wandb_files(tmp_path)             # every run-<id>.wandb below a folder
-    run = read_run(path)
+    run = read_wandb_run(path)
     run.name, run.group, run.job_type, run.config["depth"], run.summary["status"]
     run.series("gradflow/grad_norm/L001_conv1", x="train/step")   # {step: value}
 
@@ -103,7 +103,7 @@ class WandbRun:
         return None
 
 
-def read_run(path: Path) -> WandbRun:
+def read_wandb_run(path: Path) -> WandbRun:
     records = read_records(path)
     run = WandbRun(path=Path(path), records=records)
     for rec in records:

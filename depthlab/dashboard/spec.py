@@ -1,58 +1,17 @@
-"""A saved W&B workspace per sweep: gradient flow, training and the runs table, ready to read.
-
-W&B's default workspace gives every logged key its own panel: 56 small charts for one
-ResNet-56's per-layer gradient norms, hundreds for a sweep. This module lays the sweep
-out the way the papers read it, as a workspace of the `wandb-workspaces` library:
-
-    runs = read_runs(["runs/cifar10-degradation"])     # what each run logged to W&B
-    workspace = build_workspace(runs, entity="me", project="depthlab",
-                                verdicts=verdict_texts(["runs/cifar10-degradation"]))
-    outline(workspace)          # sections -> panels -> the keys each one reads
-    spec_json(workspace)        # W&B's own view spec, for a file (offline)
-    save_workspace(workspace)   # online: upsert the view through the W&B API
-
-Sections (keys are those of `depthlab.tracking.wandb_sink` and, for the comparison,
-of `depthlab.tracking.wandb_report`):
-
-    Gradient flow   every layer's gradient norm in one plot (keys chosen by the pattern
-                    ^gradflow/grad_norm/L\\d+_, one line per run and layer, log scale);
-                    gradflow/log10_ratio_first_last of every run in one plot; the
-                    per-epoch gradient-vs-layer chart and the heatmap image; the
-                    per-block activation std (and weight norms / ratios when logged)
-    Training        training and test error and loss per epoch, runs grouped by
-                    architecture and depth (mean over seeds, min-max band)
-    Runs table      the report run's comparison table, final training error and the
-                    gradient ratio against depth, the verdicts and the report's figures;
-                    the run list shows the summary columns depthlab writes (final
-                    errors, gradient ratios at init and at the end, params, FLOPs, status)
-
-The runset holds the sweep's group(s) only, grouped by arch.name then depth. Panels of
-the gradient-flow section turn that grouping off (aggregate=False): one line per run.
-
-Saving needs the W&B API, so the network; offline the spec can be written to a file
-and pushed later (`depthlab dashboard --push spec.json`). Building the workspace
-touches no network.
-"""
+"""Building the workspace spec offline, and reading one back (outline, JSON, spec files)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
-import socket
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-from urllib.parse import urlparse
+from typing import Any, Sequence
 
-import yaml
-
-from depthlab import rundir
-from depthlab.analysis.runs import find_runs
 from depthlab.tracking import wandb_report
-from depthlab.tracking.wandb_sink import BLOCK_SERIES, SERIES, WandbConfig, block_keys, layer_keys
+from depthlab.tracking.wandb_sink import BLOCK_SERIES, SERIES
+
+from .runs import RunKeys
 
 # What the runs log (see depthlab.tracking.wandb_sink for each key's meaning).
 STEP, EPOCH = "train/step", "epoch"
@@ -79,7 +38,6 @@ SERIES_TITLES = {"grad_norm": "gradient norm of every layer (L001 = input side)"
                  "ratio": "gradient / weight norm of every layer",
                  "act_std": "output std of every block (B000 = input side)",
                  "back_norm": "backward signal ||dL/dh|| at every block's output (B000 = input side)"}
-SAVE_TIMEOUT = 30.0  # seconds the W&B API may take to save a workspace
 
 
 class DashboardError(Exception):
@@ -94,84 +52,6 @@ def series_pattern(stat: str) -> str:
     prefix = "B" if stat in BLOCK_SERIES else "L"
     return rf"^gradflow/{stat}/{prefix}\d+_"
 
-
-# --------------------------------------------------------------------------- the runs
-
-
-@dataclass
-class _Layer:  # what layer_keys reads of a layer
-    index: int
-    name: str
-
-
-@dataclass
-class RunKeys:
-    """One run as W&B has it: names, where it logged, and the per-layer keys it logged."""
-
-    name: str
-    group: str
-    run_dir: Path
-    wandb: WandbConfig | None  # None: logger=none (nothing in W&B)
-    series: dict[str, list[str]] = field(default_factory=dict)  # stat -> keys, in depth order
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-    except OSError:
-        return []
-
-
-def read_run(run_dir: Path) -> RunKeys:
-    """What the run in `run_dir` logged to W&B, from its directory alone (config.yaml,
-    summary.json, layers.csv, blocks.csv), named as the W&B sink names it."""
-    run_dir = Path(run_dir)
-    try:
-        config = yaml.safe_load((run_dir / rundir.CONFIG).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
-    try:
-        summary = rundir.read_summary(run_dir)
-        summary = summary if isinstance(summary, dict) else {}
-    except (OSError, ValueError):
-        summary = {}
-    try:
-        wb = WandbConfig.from_mapping((config.get("logger") or {}).get("wandb"))
-    except (TypeError, ValueError):
-        wb = None
-    if wb is not None and wb.mode == "disabled":
-        wb = None
-    run = RunKeys(name=str(summary.get("name") or (config.get("run") or {}).get("name")
-                           or run_dir.name),
-                  group=str(summary.get("group") or run_dir.parent.name), run_dir=run_dir,
-                  wandb=wb)
-    if wb is None:
-        return run
-    index, name = rundir.LAYER_COLUMNS[:2]
-    layers = [_Layer(int(r[index]), r[name]) for r in _rows(run_dir / rundir.LAYERS)]
-    blocks = [r[rundir.BLOCK_COLUMNS[1]] for r in _rows(run_dir / rundir.BLOCKS)]
-    activations = bool((config.get("gradflow") or {}).get("activations", True))
-    for stat in wb.series:
-        if stat in BLOCK_SERIES:
-            if activations and blocks:
-                run.series[stat] = block_keys(blocks, stat)
-        elif layers:
-            run.series[stat] = layer_keys(layers, stat)
-    return run
-
-
-def read_runs(paths: Iterable[str | Path]) -> list[RunKeys]:
-    """Every run under `paths` (run or sweep directories)."""
-    return [read_run(d) for d in find_runs(paths)]
-
-
-def verdict_texts(paths: Iterable[str | Path]) -> list[str]:
-    """The verdicts on the runs under `paths`, in the words of `depthlab report`."""
-    from depthlab.analysis import load_runs, verdicts
-
-    table, _ = load_runs(paths)
-    return [] if table.empty else [v.text for v in verdicts(table)]
 
 
 # --------------------------------------------------------------------------- the workspace
@@ -360,90 +240,3 @@ def load_spec(path: str | Path, *, entity: str | None = None,
     if project:
         workspace.project = project
     return workspace
-
-
-# --------------------------------------------------------------------------- saving online
-
-
-def _base_url() -> str:
-    import wandb
-
-    try:
-        return str(wandb.setup().settings.base_url)
-    except Exception:  # noqa: BLE001 - fall back to W&B's public server
-        return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-
-
-def _has_api_key(base_url: str) -> bool:
-    """Whether W&B has a key for `base_url` (env, `wandb login`), without prompting."""
-    try:
-        from wandb.sdk.lib import wbauth
-
-        return wbauth.authenticate_session(host=base_url, source="depthlab",
-                                           prompt=False) is not None
-    except (ImportError, AttributeError, TypeError):  # another wandb version: the API decides
-        return True
-
-
-def _reachable(base_url: str, timeout: float) -> str | None:
-    """None when a TCP connection to the W&B server opens within `timeout`; else why not."""
-    url = urlparse(base_url)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return None
-    except OSError as err:
-        return err.strerror or type(err).__name__
-
-
-def save_workspace(workspace: Any, *, timeout: float = SAVE_TIMEOUT) -> str:
-    """Save (upsert) the workspace through the W&B API; returns its URL. Every failure is
-    a DashboardError in one line, and none waits longer than about `timeout` seconds:
-    no API key, a server that cannot be reached, an API error, no answer."""
-    from depthlab.tracking.safe import one_line
-
-    base_url = _base_url()
-    if not _has_api_key(base_url):
-        raise DashboardError("saving a workspace needs a W&B API key: run `wandb login` or "
-                             "set WANDB_API_KEY")
-    why = _reachable(base_url, min(timeout, 10.0))
-    if why is not None:
-        raise DashboardError(f"cannot reach W&B at {base_url} ({why}): saving a workspace "
-                             "needs the network")
-    result: dict[str, Any] = {}
-
-    def save() -> None:  # the W&B API retries on its own: bounded by the join below
-        try:
-            if not workspace.entity:
-                import wandb
-
-                workspace.entity = wandb.Api(timeout=timeout).default_entity or ""
-            result["url"] = workspace.save().url
-        except Exception as err:  # noqa: BLE001 - reported as one line below
-            result["error"] = one_line(err)
-
-    worker = threading.Thread(target=save, name="depthlab-dashboard-save", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise DashboardError(f"no answer from W&B at {base_url} within {timeout:g} s; the "
-                             "workspace was not saved (try again, or --timeout)")
-    if "error" in result:
-        raise DashboardError(f"W&B did not save the workspace: {result['error']}")
-    return result["url"]
-
-
-def offline_reason() -> str | None:
-    """Why saving cannot happen here: W&B set offline (WANDB_MODE=offline or disabled, or
-    `wandb offline`); None when W&B is online."""
-    mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if mode in ("offline", "dryrun", "disabled"):
-        return f"WANDB_MODE={mode}"
-    try:
-        import wandb
-
-        mode = str(wandb.setup().settings.mode)
-    except Exception:  # noqa: BLE001 - unknown: try online, whose failure says why
-        return None
-    return f"W&B is in {mode} mode (wandb online to change)" if mode in ("offline", "dryrun",
-                                                                        "disabled") else None

@@ -1,0 +1,74 @@
+"""A saved W&B workspace per sweep: gradient flow, training and the runs table, ready to read.
+
+W&B's default workspace gives every logged key its own panel: 56 small charts for one
+ResNet-56's per-layer gradient norms, hundreds for a sweep. This package lays the sweep
+out the way the papers read it, as a workspace of the `wandb-workspaces` library:
+
+    runs = read_runs_keys(["runs/cifar10-degradation"])  # what each run logged to W&B
+    workspace = build_workspace(runs, entity="me", project="depthlab",
+                                verdicts=verdict_texts(["runs/cifar10-degradation"]))
+    outline(workspace)          # sections -> panels -> the keys each one reads
+    spec_json(workspace)        # W&B's own view spec, for a file (offline)
+    save_workspace(workspace)   # online: upsert the view through the W&B API
+
+Sections (keys are those of `depthlab.tracking.wandb_sink` and, for the comparison,
+of `depthlab.tracking.wandb_report`):
+
+    Gradient flow   every layer's gradient norm in one plot (keys chosen by the pattern
+                    ^gradflow/grad_norm/L\\d+_, one line per run and layer, log scale);
+                    gradflow/log10_ratio_first_last of every run in one plot; the
+                    per-epoch gradient-vs-layer chart and the heatmap image; the
+                    per-block activation std (and weight norms / ratios when logged)
+    Training        training and test error and loss per epoch, runs grouped by
+                    architecture and depth (mean over seeds, min-max band)
+    Runs table      the report run's comparison table, final training error and the
+                    gradient ratio against depth, the verdicts and the report's figures;
+                    the run list shows the summary columns depthlab writes (final
+                    errors, gradient ratios at init and at the end, params, FLOPs, status)
+
+The runset holds the sweep's group(s) only, grouped by arch.name then depth. Panels of
+the gradient-flow section turn that grouping off (aggregate=False): one line per run.
+
+Saving needs the W&B API, so the network; offline the spec can be written to a file
+and pushed later (`depthlab dashboard --push spec.json`). Building the workspace
+touches no network.
+
+    runs    reading run directories: what each run logged to W&B (RunKeys), the verdicts
+    spec    building the workspace offline; reading it back (outline, spec JSON, spec files)
+    save    saving it through the W&B API, bounded in time; whether W&B is offline
+"""
+
+from __future__ import annotations
+
+from .runs import RunKeys, read_run_keys, read_runs_keys, verdict_texts
+from .save import SAVE_TIMEOUT, offline_reason, save_workspace
+from .spec import (
+    CHART_TABLE_KEY,
+    EPOCH,
+    EPOCH_CURVES,
+    GROUP_BY,
+    HEATMAP_KEY,
+    LAYER_TABLE_KEY,
+    LINESERIES,
+    RATIO_KEY,
+    REPORT_FIGURES,
+    SERIES_TITLES,
+    STEP,
+    SUMMARY_COLUMNS,
+    DashboardError,
+    build_workspace,
+    load_spec,
+    outline,
+    outline_lines,
+    panel_keys,
+    series_pattern,
+    spec_json,
+)
+
+__all__ = [
+    "CHART_TABLE_KEY", "EPOCH", "EPOCH_CURVES", "GROUP_BY", "HEATMAP_KEY", "LAYER_TABLE_KEY",
+    "LINESERIES", "RATIO_KEY", "REPORT_FIGURES", "SAVE_TIMEOUT", "SERIES_TITLES", "STEP",
+    "SUMMARY_COLUMNS", "DashboardError", "RunKeys", "build_workspace", "load_spec",
+    "offline_reason", "outline", "outline_lines", "panel_keys", "read_run_keys",
+    "read_runs_keys", "save_workspace", "series_pattern", "spec_json", "verdict_texts",
+]
