@@ -223,8 +223,11 @@ def _known_keys(parent: str) -> list[str]:
 
 
 def check_config(cfg: DictConfig | dict) -> None:
-    """What Hydra cannot check: valid depths, positive sizes, optimiser and schedule names
-    (depthlab.optim's registries). Raises ConfigError."""
+    """What Hydra cannot check: valid depths, positive sizes, the values each trainer switch
+    takes, fractions in range (schedule.warmup, schedule.milestones, optim.momentum),
+    optimiser and schedule names (depthlab.optim's registries), and trainer.devices against
+    this machine's GPUs. Raises ConfigError. Whether this machine has the device the rest
+    needs (CUDA for cuda/cuda:N, fp16, CUDA graphs) is depthlab.preflight.check_trainer's."""
     from depthlab.models import ArchitectureError, build_model, check_branch  # noqa: F401 (cheap)
     from depthlab.models.depths import densenet_spec, resnet_spec
     from depthlab.optim import OPTIMIZERS, SCHEDULES, lookup
@@ -256,12 +259,18 @@ def check_config(cfg: DictConfig | dict) -> None:
             raise ConfigError(f"{key} must be a positive number, got {value!r}")
     for key in ("train_subset", "test_subset"):
         value = c.data.get(key)
-        if value is not None and (not isinstance(value, int) or value <= 0):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise ConfigError(f"data.{key} must be a positive integer or null, got {value!r}")
     if t.precision not in ("fp32", "bf16", "fp16", "auto"):
         raise ConfigError(f"trainer.precision must be fp32, bf16, fp16 or auto, got {t.precision!r}")
     if t.get("channels_last", False) not in (True, False, "auto"):
         raise ConfigError(f"trainer.channels_last must be true, false or auto, got {t.channels_last!r}")
+    if t.get("cuda_graphs", False) not in (True, False, "auto"):
+        raise ConfigError(f"trainer.cuda_graphs must be true, false or auto, got {t.cuda_graphs!r}")
+    threads = t.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"trainer.threads must be a positive number of CPU threads, or null for "
+                          f"torch's default, got {threads!r}")
     device = str(t.device)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {device!r}")
@@ -299,3 +308,13 @@ def check_config(cfg: DictConfig | dict) -> None:
         raise ConfigError(str(err)) from None
     if c.schedule.name == "step" and any(not 0 < m < 1 for m in c.schedule.milestones):
         raise ConfigError("schedule.milestones are fractions of the run, each in (0, 1)")
+    _check_fraction("schedule.warmup", c.schedule.get("warmup", 0.0),
+                    "the fraction of the run's steps with a linear warm-up (0: none)")
+    if "momentum" in c.optim:
+        _check_fraction("optim.momentum", c.optim.momentum, "SGD's momentum (0: none)")
+
+
+def _check_fraction(key: str, value: Any, what: str) -> None:
+    """`value` must be a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{key} is {what}, a number in [0, 1); got {value!r}")

@@ -61,6 +61,8 @@ class Plan:
     launcher: str
     jobs: int  # runs at once
     processes: int = 1  # per run: trainer.devices, or the tasks of a SLURM/submitit job (DDP)
+    tasks: int = 1  # tasks (DDP ranks) of each launcher job: nodes x tasks_per_node (submitit)
+    tasks_from: str = ""  # where `tasks` comes from, for messages
     data: dict[str, str] = field(default_factory=dict)  # data config key -> description
     timing_seconds: float = 0.0
     device: str = ""
@@ -136,12 +138,15 @@ def make_plan(launches: list[list[str]], dirs: list[Path], *,
     first = composed[0][1]
     launcher, jobs = _launcher(first)
     node = OmegaConf.select(first, "hydra.launcher", default=None)
-    tasks = 1
+    tasks, tasks_from = 1, ""
     if launcher in ("slurm", "submitit_local"):  # each task of a job is one rank of the run
-        tasks = int(node.get("tasks_per_node") or 1) * int(node.get("nodes") or 1)
+        nodes, per_node = int(node.get("nodes") or 1), int(node.get("tasks_per_node") or 1)
+        tasks = nodes * per_node
+        tasks_from = f"hydra.launcher.nodes={nodes} x tasks_per_node={per_node}"
     processes = max(tasks, int(runs[0].cfg["trainer"].get("devices") or 1))
     plan = Plan(sweep_dir=runs[0].run_dir.parent, runs=runs, layout=layout,
-                launcher=launcher, jobs=jobs, processes=processes)
+                launcher=launcher, jobs=jobs, processes=processes, tasks=tasks,
+                tasks_from=tasks_from)
     adopt_fast_path(plan, _chosen_on_disk(runs))  # a resumed sweep keeps its precision
     return plan
 

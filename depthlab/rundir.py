@@ -146,6 +146,7 @@ class RunSummary(TypedDict, total=False):
     log10_grad_ratio: float | None
     images_per_sec: float | None  # the last epoch's training throughput
     wall_seconds: float  # wall time of the run, summed over its resumes
+    cuda_graph_replays: int  # steps replayed as the captured CUDA graph, summed over resumes (graphs on only)
     finished_at: str
     # the probe's
     probe_batch: int

@@ -22,6 +22,7 @@ from depthlab.engine import distributed
 from depthlab.engine.build import resolve_device
 from depthlab.engine.distributed import World
 from depthlab.engine.errors import DevicesError
+from depthlab.engine.graphs import GraphedStep
 from depthlab.engine.loop import Loop, NoProgress
 from depthlab.engine.setup import build_setup
 from depthlab.engine.state import TrainState, resume
@@ -89,7 +90,8 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
            extra_sinks: list[Any], sink_factory: SinkFactory | None) -> RunSummary:
     started = time.time()
     distributed.quiet_other_ranks(world)
-    s = build_setup(cfg, world, earlier=_earlier_summary(run_dir))
+    earlier = _earlier_summary(run_dir)
+    s = build_setup(cfg, world, earlier=earlier)
     desc, data = s.desc, s.data
 
     # Resume: the run directory's checkpoint, if any, says where to start (every rank
@@ -174,6 +176,9 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
         wall_seconds=loop.wall_seconds(),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if isinstance(s.step, GraphedStep):  # trainer.cuda_graphs on: how many steps were replays
+        before = (earlier or {}).get("cuda_graph_replays", 0) if resumed else 0
+        summary["cuda_graph_replays"] = int(before or 0) + s.step.replays
     for sink in sinks:
         sink.finish(summary)
     if status == "interrupted":

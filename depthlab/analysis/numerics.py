@@ -104,7 +104,21 @@ def _relabelled(t: pd.DataFrame) -> pd.DataFrame:
 
 def _finding_verdicts(ref: pd.DataFrame, other: pd.DataFrame, label: str,
                       findings: Findings) -> list[Verdict]:
-    a, b = ({(v.kind, v.subject): v for v in findings(_relabelled(t))} for t in (ref, other))
+    # only the nets both precisions completed: a finding one arm cannot judge yet (a depth
+    # still training) is not a different call
+    def nets(t: pd.DataFrame) -> set[tuple]:
+        return {(*_base_key(r), int(r["depth"])) for _, r in counted(t).iterrows()}
+
+    both = nets(ref) & nets(other)
+
+    def shared(t: pd.DataFrame) -> pd.DataFrame:
+        keep = [(*_base_key(r), int(r["depth"])) in both for _, r in t.iterrows()]
+        return _relabelled(t[keep])
+
+    def judged(t: pd.DataFrame) -> dict[tuple[str, str], Verdict]:
+        return {(v.kind, v.subject): v for v in findings(shared(t)) if ": cannot tell" not in v.text}
+
+    a, b = judged(ref), judged(other)
     same = [k for k in a if k in b and a[k].holds == b[k].holds]
     differ = [k for k in a if k in b and a[k].holds != b[k].holds]
     if not same and not differ:

@@ -19,7 +19,7 @@ from depthlab.config import (
     layout_error,
     layout_is_auto,
 )
-from depthlab.preflight import check_writable
+from depthlab.preflight import check_trainer, check_writable
 
 # Hydra flags that take a value, and those that don't (see `hydra --help`).
 WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--config-path", "-cp",
@@ -59,9 +59,12 @@ def info_only(flags: list[str]) -> bool:
     return any(f.partition("=")[0] in INFO_ONLY for f in flags)
 
 
-def check(overrides: list[str], dirs: list[Path]) -> None:
-    """Compose and check the one run `depthlab train` describes; one-line error on a problem.
-    (Sweeps check every run through depthlab.plan and depthlab.preflight.)"""
+def check(overrides: list[str], dirs: list[Path], *, machine: bool = True) -> None:
+    """Compose and check the one run `depthlab train` describes: its config, its runs
+    directory and (`machine`; not for --cfg/--info, which only print) whether this machine
+    can run its trainer (preflight.check_trainer: the device, fp16, CUDA graphs); one-line
+    error on a problem, before anything is written. (Sweeps check every run through
+    depthlab.plan and depthlab.preflight.)"""
     from omegaconf import OmegaConf
 
     try:
@@ -78,6 +81,9 @@ def check(overrides: list[str], dirs: list[Path]) -> None:
             choice = LayoutChoice(cfg.arch.layout, f"the default of data={cfg.data.name}")
             raise layout_error(err, OmegaConf.to_container(cfg), choice) from None
         check_writable(Path(cfg.paths.runs_dir))
+        if machine:
+            run = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+            check_trainer(run, int(run["trainer"].get("devices") or 1))  # CUDA, fp16, graphs here
     except ConfigError as err:
         fail(str(err))
 

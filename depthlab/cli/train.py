@@ -48,7 +48,7 @@ def train(
     flags, overrides, dirs = split_args(list(ctx.args))
     if fresh:
         overrides.append("run.fresh=true")
-    check(overrides, dirs)
+    check(overrides, dirs, machine=not info_only(flags))  # --cfg job prints a GPU config anywhere
     from depthlab.launch import launch  # heavy imports only once the input is known good
 
     outcomes = launch(flags + overrides)

@@ -15,16 +15,21 @@ Sections (keys are those of `depthlab.tracking.wandb_sink` and, for the comparis
 of `depthlab.tracking.wandb_report`):
 
     Gradient flow   every layer's gradient norm in one plot (keys chosen by the pattern
-                    ^gradflow/grad_norm/L\\d+_, one line per run and layer, log scale);
-                    gradflow/log10_ratio_first_last of every run in one plot; the
-                    per-epoch gradient-vs-layer chart and the heatmap image; the
-                    per-block activation std (and weight norms / ratios when logged)
+                    ^gradflow/grad_norm/L\\d+_, one line per run and layer, log scale;
+                    where grad_norm is logged); gradflow/log10_ratio_first_last of every
+                    run in one plot; the per-epoch gradient-vs-layer chart; the heatmap
+                    image; then one plot per other logged series (logger.wandb.series):
+                    weight norm and gradient / weight ratio of every layer, output std
+                    and backward signal ||dL/dh|| of every block (act_std and back_norm
+                    are logged by default)
     Training        training and test error and loss per epoch, runs grouped by
                     architecture and depth (mean over seeds, min-max band)
-    Runs table      the report run's comparison table, final training error and the
-                    gradient ratio against depth, the verdicts and the report's figures;
-                    the run list shows the summary columns depthlab writes (final
-                    errors, gradient ratios at init and at the end, params, FLOPs, status)
+    Runs table      the report run's comparison table; the verdicts (a text panel, where
+                    given); final training error vs depth; log10 gradient ratio first /
+                    last at the end vs depth; the report's figures (every one of
+                    depthlab.report.FIGURES: spec.REPORT_FIGURES). The run list shows
+                    the summary columns depthlab writes (arch, depth, seed, status, final
+                    and best errors, gradient ratios at init and at the end, params, FLOPs)
 
 The runset holds the sweep's group(s) only, grouped by arch.name then depth. Panels of
 the gradient-flow section turn that grouping off (aggregate=False): one line per run.

@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Union
+from typing import Any, Iterator, Mapping, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -171,15 +171,38 @@ def balanced_subset(labels: Any, size: int | None, *, classes: list[str], seed: 
     if size > n:
         raise DataError(f"data.{key}={size} is larger than the {n} images available; "
                         f"use at most {n}, or null for all")
+    counts = np.bincount(labels, minlength=num_classes)[:num_classes].tolist()
+    check_balanced_subset(size, counts, classes, key)
     rng = np.random.default_rng(np.random.SeedSequence([seed % 2**64, stream]))
     order = rng.permutation(n)
     shuffled = labels[order]
-    picked = []
-    for c in range(num_classes):
-        quota = size // num_classes + (c < size % num_classes)
-        members = order[shuffled == c]
-        if len(members) < quota:
-            raise DataError(f"data.{key}={size} needs {quota} images of class {classes[c]!r} "
-                            f"but it has {len(members)}; use a smaller subset")
-        picked.append(members[:quota])
+    picked = [order[shuffled == c][:class_quota(size, num_classes, c)] for c in range(num_classes)]
     return np.sort(np.concatenate(picked))
+
+
+def class_quota(size: int, num_classes: int, c: int) -> int:
+    """Images of class `c` (0-based) in a class-balanced subset of `size`: size // C, and
+    one more for each of the first size % C classes."""
+    return size // num_classes + (c < size % num_classes)
+
+
+def largest_balanced_subset(counts: Sequence[int]) -> int:
+    """The largest subset `balanced_subset` can take from classes of these sizes (in class
+    order): the smallest class's size from every class, plus one from each class of the
+    leading run of larger classes (where the remainder goes)."""
+    smallest = min(counts)
+    extra = next((i for i, n in enumerate(counts) if n <= smallest), len(counts))
+    return smallest * len(counts) + extra
+
+
+def check_balanced_subset(size: int, counts: Sequence[int], classes: Sequence[str], key: str) -> None:
+    """A one-line DataError when a class-balanced subset of `size` needs more images of a
+    class than it has (`counts`: images per class, in class order), naming the largest
+    subset that fits. Shared by the builders and the sweep's preflight (data.survey)."""
+    for c, have in enumerate(counts):
+        quota = class_quota(size, len(counts), c)
+        if have < quota:
+            raise DataError(f"data.{key}={size} needs {quota} images of class {classes[c]!r} "
+                            f"but it has {have} (class-balanced: {size} images over {len(counts)} "
+                            "classes); use at most "
+                            f"{largest_balanced_subset(counts)}, or null for all")

@@ -3,8 +3,11 @@ preflight (does the data exist, in a format depthlab reads, how many images).
 
 `survey(cfg, fetch=True)` runs the real CIFAR-10 download when the data is
 missing and downloads are allowed, so a sweep downloads once, before its first
-run; `fetch=False` (a dry run) only says a download would happen. Every problem
-is a one-line DataError, the same ones the builders raise.
+run; `fetch=False` (a dry run) only says a download would happen. It counts the
+images of every class where it lists them (image folders, decoded CIFAR-10), so a
+class-balanced data.train_subset/test_subset that needs more of a class than it has
+fails here, as the builders would. Every problem is a one-line DataError, the same
+ones the builders raise.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .base import DataError, expand, parse_options
+import numpy as np
+
+from .base import DataError, check_balanced_subset, expand, parse_options
 
 CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000  # the release's split sizes
 
@@ -42,14 +47,29 @@ def survey(cfg: Mapping[str, Any], *, fetch: bool = True) -> DataSurvey:
     raise DataError(f"unknown data set {name!r} (data.name); valid: {', '.join(NAMES)}")
 
 
-def _subset(cfg: Mapping[str, Any], key: str, available: int) -> int:
+def _subset(cfg: Mapping[str, Any], key: str, available: int,
+            classes: tuple[list[str], list[int]] | None = None) -> int:
+    """The images data.<key> takes: all, or a class-balanced subset that must fit the data
+    (`classes`: names and images per class, where the survey has read them; None for a
+    release whose classes are all one size)."""
     size = cfg.get(key)
     if size is None:
         return available
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise DataError(f"data.{key} must be a positive number of images or null (all), got {size!r}")
     if size > available:
         raise DataError(f"data.{key}={size} is larger than the {available} images available; "
                         f"use at most {available} or null (all)")
+    if classes is not None:
+        check_balanced_subset(size, classes[1], classes[0], key)
     return int(size)
+
+
+def _per_class(targets: Any, names: Any) -> tuple[list[str], list[int]]:
+    """(class names, images per class) of a split's labels."""
+    names = [str(n) for n in names]
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(names))
+    return names, counts[:len(names)].tolist()
 
 
 def _readable(root: Path) -> None:
@@ -91,19 +111,24 @@ def _cifar10(cfg: Mapping[str, Any], fetch: bool) -> DataSurvey:
                 shutil.rmtree(root, ignore_errors=True)
             raise
     what = "the pickled release" if source.layout == "pickled" else "image folders"
+    per_class = {"train": None, "test": None}  # the release: 5,000 / 1,000 of every class
     if fetch:  # decode once here into data.cache_dir, not in every parallel run at once
         arrays = load_arrays(o)  # (it checks the files and lists the images itself)
         train, test = len(arrays["train_y"]), len(arrays["test_y"])
+        per_class = {split: _per_class(arrays[f"{split}_y"], arrays["classes"])
+                     for split in per_class}
     elif source.layout == "pickled":
         _pickled(source.path)  # all batch files there
         train, test = CIFAR10_TRAIN, CIFAR10_TEST
     else:
         from .folder import image_folder
 
-        check_split_dirs(source.path, "train", "test")
-        train = len(image_folder(source.path / "train").samples)
-        test = len(image_folder(source.path / "test").samples)
-    n_train, n_test = _subset(cfg, "train_subset", train), _subset(cfg, "test_subset", test)
+        classes = check_split_dirs(source.path, "train", "test")
+        folders = {split: image_folder(source.path / split) for split in per_class}
+        per_class = {split: _per_class(f.targets, classes) for split, f in folders.items()}
+        train, test = len(folders["train"].samples), len(folders["test"].samples)
+    n_train = _subset(cfg, "train_subset", train, per_class["train"])
+    n_test = _subset(cfg, "test_subset", test, per_class["test"])
     return DataSurvey(f"cifar10: {what} in {source.path}; {_sizes(n_train, train, n_test, test)}",
                       n_train, n_test, SIZE, 10)
 
@@ -133,9 +158,10 @@ def _folder(cfg: Mapping[str, Any], name: str) -> DataSurvey:
     root = expand(o.root)
     _readable(root)
     classes = check_split_dirs(root, train_dir, test_dir)
-    train = len(image_folder(root / train_dir).samples)
-    test = len(image_folder(root / test_dir).samples)
-    n_train, n_test = _subset(cfg, "train_subset", train), _subset(cfg, "test_subset", test)
+    train_set, test_set = image_folder(root / train_dir), image_folder(root / test_dir)
+    train, test = len(train_set.samples), len(test_set.samples)
+    n_train = _subset(cfg, "train_subset", train, _per_class(train_set.targets, classes))
+    n_test = _subset(cfg, "test_subset", test, _per_class(test_set.targets, classes))
     return DataSurvey(f"{name}: image folders in {root}; {_sizes(n_train, train, n_test, test)}, "
                       f"{len(classes)} classes, {o.image_size} px", n_train, n_test,
                       o.image_size, len(classes))

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthlab.engine.errors import DeviceError
 from depthlab.models import build_model
 
 # arch keys that are not build_model options: the name picks the builder, the layout
@@ -16,7 +17,9 @@ ARCH_KEYS_NOT_OPTIONS = {"name", "layout", "sync_bn"}
 
 
 def resolve_device(name: str, what: str = "trainer.device") -> torch.device:
-    """cpu, cuda, cuda:N or auto (cuda when present); ValueError naming `what` otherwise."""
+    """cpu, cuda, cuda:N or auto (cuda when present) as a device of this machine; a one-line
+    DeviceError (a ValueError) naming `what` otherwise: an unknown name, CUDA where there is
+    none, cuda:N where N is not below the number of GPUs."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -24,9 +27,14 @@ def resolve_device(name: str, what: str = "trainer.device") -> torch.device:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r} for {what}; valid: cpu, cuda, cuda:N, auto")
+        raise DeviceError(f"unknown device {name!r} for {what}; valid: cpu, cuda, cuda:N, auto")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{what}={name} but no CUDA device is available; use cpu or auto")
+        raise DeviceError(f"{what}={name} but no CUDA device is available; use cpu or auto")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise DeviceError(f"{what}={name} but this machine has {count} CUDA device(s), "
+                              f"cuda:0 to cuda:{count - 1}; use one of those, cuda, or auto")
     return device
 
 

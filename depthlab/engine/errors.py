@@ -11,6 +11,11 @@ class SettingError(ValueError):
     """A trainer or arch setting that this device or launch cannot run; str() is one line."""
 
 
+class DeviceError(SettingError):
+    """trainer.device that names no device of this machine (CUDA where there is none, cuda:N
+    past the last GPU) or no device at all."""
+
+
 class PrecisionError(SettingError):
     """trainer.precision that the resolved device cannot run (fp16 without CUDA)."""
 

@@ -9,10 +9,15 @@ downsample, while removing a layer from a plain net drops it to chance.
     >>> table = lesion(run)          # one row for the intact net, one per block
 
 A deleted residual block keeps only its shortcut: output = shortcut(x), which is
-x itself, the zero-padding shortcut (option A) or the projection (B/C), exactly
-the path the block's own forward takes (pre-activation blocks feed a projection
-their pre-activated input, so that stays too; post-activation blocks keep the
-ReLU after the addition, a no-op on x and on option A, which are non-negative). A plain block has no shortcut:
+x itself, the zero-padding shortcut (option A) or the projection (B/C), as the
+block's own forward computes it (pre-activation blocks feed a projection their
+pre-activated input, so that stays too). Every other block is treated as a
+post-activation block and keeps a ReLU after the shortcut (cut.shortcut_path): on a
+projection that is the block's own ReLU after the addition; on x and on option A it
+changes nothing where the block's input is a ReLU's output (He et al.'s blocks and
+SkipInit's). ReZero blocks (no ReLU after the sum, so their input can be negative) and
+Fixup's downsampling blocks (their shortcut reads x plus a learnt bias) get the same
+relu(shortcut(x)), which is not their own path. A plain block has no shortcut:
 it is replaced by the identity where its input and output shapes agree and is
 "n/a" where it changes them (stride 2, more channels). A deletion is a temporary
 forward override on the block's module, undone on exit; the model is never copied.

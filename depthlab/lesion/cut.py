@@ -157,10 +157,13 @@ def blocks_of(model: nn.Module) -> list[BlockInfo]:
 
 
 def shortcut_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """What a residual block outputs with its residual branch removed: the shortcut alone,
-    as the block's own forward computes it. Post-activation blocks keep the ReLU they apply
-    after the addition (it is not part of the branch); on an identity or zero-padding
-    shortcut it changes nothing, since their input is already a ReLU's output."""
+    """What a residual block outputs with its residual branch removed: the shortcut alone.
+    Pre-activation blocks: their shortcut as their forward computes it. Every other block:
+    relu(shortcut(x)), the ReLU that post-activation blocks apply after the addition (not
+    part of the branch); on an identity or zero-padding shortcut it changes nothing where
+    the input is a ReLU's output (He et al.'s blocks, SkipInit). Not the block's own path
+    for ReZero blocks (no ReLU after their sum; their input can be negative) nor for
+    Fixup's downsampling blocks (their shortcut reads x + bias1a)."""
     if isinstance(block, (PreActBasicBlock, PreActBottleneck)):
         if block.downsample is None:
             return x

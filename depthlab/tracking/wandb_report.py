@@ -11,8 +11,10 @@ What the report run holds (keys fixed here; `depthlab.dashboard` reads them):
 
     comparison/table               wandb.Table: the side-by-side table of report.md
                                    (one row per architecture and depth, as strings)
-    comparison/figure/<key>        image: each report figure (error_curves, final_error,
-                                   gradflow_layers, gradflow_heatmap, grad_ratio)
+    comparison/figure/<key>        image: each report figure made (depthlab.report.FIGURES:
+                                   error_curves, final_error, gradflow_layers,
+                                   gradflow_heatmap, grad_ratio, back_norm; back_norm only
+                                   where the runs recorded the backward signal)
     summary verdicts               the verdicts' texts, in the report's order
     summary verdict/<kind>[/<subject>]  one verdict's text; verdict_holds/...: true,
                                    false, or absent when the numbers cannot tell

@@ -57,7 +57,9 @@ def test_cuda_bf16_channels_last_with_the_device_resident_loader():
     assert s["device"].startswith("cuda")
     g = csv(run, "gradflow.csv")
     assert g.grad_norm.notna().all() and (g.grad_norm > 0).all()
-    cpu = _step0_grad_norms(_train("cpu-fp32"))
+    cpu_run = _train("cpu-fp32", "trainer.device=cpu")  # the reference: on the CPU, in fp32
+    assert summary(cpu_run)["device"] == "cpu"
+    cpu = _step0_grad_norms(cpu_run)
     assert _step0_grad_norms(run) == pytest.approx(cpu, rel=0.1)
 
 

@@ -2,6 +2,7 @@
 preflight: what would fail every run fails once, before anything is written."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "device    cpu" in out
     # 128 images // batch 32 = 4 steps an epoch, 3 epochs, 8 runs
     assert "steps     12 per run, 96 in all (batch 32)" in out
-    assert "estimate" in out and "timed 4 nets" in out  # plain/residual x 8/14, seeds share
+    # the estimate is a duration (plan.duration: "42 s", "3 min 05 s"), not n/a
+    assert re.search(r"^  estimate  \d+ (s|min)\b.* on this device; timed 4 nets in ", out, re.M), out
     assert out.count(" 12 steps ") == 8
     assert "dry run: nothing was written" in out
     assert files_under(tmp_path) == before and not Path("runs").exists()
@@ -128,11 +130,32 @@ def test_no_data_and_no_network_fails_once_before_any_run(tmp_path, monkeypatch)
     assert not (tmp_path / "no-data-here").exists()  # not even the download folder
 
 
-@pytest.mark.parametrize("case", ["download off", "file root", "folder root", "runs_dir", "dense depth", "cuda"])
+def _unbalanced_folder(root: Path) -> Path:
+    """Image folders whose class b has 2 training images to class a's 6, 1 test image to 3."""
+    from PIL import Image
+
+    for split, counts in (("train", {"a": 6, "b": 2}), ("test", {"a": 3, "b": 1})):
+        for name, n in counts.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32)).save(root / split / name / f"{i}.png")
+    return root
+
+
+# cases that ask for CUDA where there is none: they skip on a machine with CUDA
+NEEDS_NO_CUDA = {"cuda", "fp16 auto", "cuda graphs"}
+
+
+@pytest.mark.parametrize("case", ["download off", "file root", "folder root", "runs_dir", "dense depth",
+                                  "cuda", "cuda index", "fp16 auto", "cuda graphs", "graphs value",
+                                  "slurm batch", "slurm devices", "class subset", "test subset"])
 def test_preflight_checks_fail_once_and_write_nothing(tmp_path, case):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "junk").mkdir()
+    unbalanced = _unbalanced_folder(tmp_path / "unbalanced")
     sweep = [o for o in TINY if o != "depth=8"]
+    folder = ["data=folder", f"data.root={unbalanced}", "trainer.batch_size=2",
+              "trainer.eval_batch_size=2", "logger=none"]
     args, needles = {
         "download off": (["sweep", "depth=8,14", "data=cifar10", f"data.root={tmp_path / 'junk'}",
                           "data.download=false", "logger=none"],
@@ -148,8 +171,34 @@ def test_preflight_checks_fail_once_and_write_nothing(tmp_path, case):
                         ["depth 20 is not a dense (DenseNet-BC) depth for layout cifar"]),
         "cuda": (["sweep", "depth=8,14", *sweep, "trainer.device=cuda"],
                  ["no CUDA device is available"]),
+        # no CUDA, or past the last GPU
+        "cuda index": (["sweep", "depth=8,14", *sweep, "trainer.device=cuda:99"],
+                       ["trainer.device=cuda:99 but "]),
+        "fp16 auto": (["sweep", "depth=8,14", *sweep, "trainer.precision=fp16"],
+                      ["trainer.precision=fp16 needs a CUDA device, and trainer.device=auto finds none"]),
+        "cuda graphs": (["sweep", "depth=8,14", *sweep, "trainer.cuda_graphs=true"],
+                        ["trainer.cuda_graphs=true needs a CUDA device, and this run is on cpu"]),
+        "graphs value": (["sweep", "depth=8,14", *sweep, "trainer.cuda_graphs=on"],
+                         ["trainer.cuda_graphs must be true, false or auto, got 'on'"]),
+        # 3 ranks a job (one node of 3 GPUs) cannot share a global batch of 32
+        "slurm batch": (["sweep", "depth=8,14", *sweep, "hydra/launcher=slurm_ddp",
+                         "hydra.launcher.gpus_per_node=3"],
+                        ["trainer.batch_size=32 is the global batch and must divide by the 3 ranks of "
+                         "each SLURM job (hydra.launcher.nodes=1 x tasks_per_node=3)", "multiple of 3"]),
+        "slurm devices": (["sweep", "depth=8,14", *sweep, "hydra/launcher=slurm_ddp",
+                           "hydra.launcher.gpus_per_node=2", "hydra.launcher.nodes=2",
+                           "trainer.devices=2"],
+                          ["trainer.devices=2 but each SLURM job starts 4 ranks",
+                           "leave trainer.devices at 1"]),
+        # 8 images, but 6 class-balanced take 3 of class b, which has 2: at most 5
+        "class subset": (["sweep", "depth=8", *folder, "data.train_subset=6"],
+                         ["data.train_subset=6 needs 3 images of class 'b' but it has 2",
+                          "use at most 5"]),
+        "test subset": (["sweep", "depth=8", *folder, "data.test_subset=4"],
+                        ["data.test_subset=4 needs 2 images of class 'b' but it has 1",
+                         "use at most 3"]),
     }[case]
-    if case == "cuda" and torch.cuda.is_available():
+    if case in NEEDS_NO_CUDA and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     before = files_under(tmp_path)
     _one_error_and_nothing_written(cli(*args), tmp_path, before, *needles)

@@ -5,6 +5,7 @@ is no CUDA (scripts/gpu_check.sh runs them on one); the switch's rules run every
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,33 @@ def test_the_configs_say_eager_until_a_gpu_has_measured_the_graphs():
                             "trainer.cuda_graphs") == "auto"
 
 
+def test_the_summary_counts_the_graph_replays(tmp_path, monkeypatch):
+    """summary.json's cuda_graph_replays, on the CPU: a GraphedStep whose every call runs the
+    eager step and counts as a replay stands in for the captured graph."""
+    from omegaconf import OmegaConf
+
+    from depthlab.config import compose_config
+    from depthlab.engine import setup
+    from depthlab.train import run
+
+    class EagerReplays(GraphedStep):
+        def __call__(self, optimizer, x, y, precision, probe, step):
+            self.replays += 1
+            return train_step(self.model, optimizer, x, y, precision, probe, step)
+
+    cfg = OmegaConf.to_container(compose_config(
+        ["data=synthetic", "data.train_size=64", "data.test_size=32", "depth=8", "trainer.epochs=2",
+         "trainer.batch_size=32", "trainer.device=cpu", "logger=none"]), resolve=True)
+    cfg.pop("hydra", None)
+    eager = run(cfg, tmp_path / "eager")
+    assert "cuda_graph_replays" not in eager  # no graph, no count
+    monkeypatch.setattr(setup, "use_cuda_graphs", lambda *args: True)
+    monkeypatch.setattr(setup, "GraphedStep", EagerReplays)
+    graphed = run(cfg, tmp_path / "graphed")
+    assert graphed["steps_completed"] == graphed["cuda_graph_replays"] == 4  # 64 / 32 x 2 epochs
+    assert json.loads((tmp_path / "graphed" / "summary.json").read_text())["cuda_graph_replays"] == 4
+
+
 # --- on a GPU: the graph equals eager ---------------------------------------------------------
 
 def _pair(precision: str, channels_last: bool):
@@ -177,14 +205,14 @@ def _run(name: str, *overrides: str) -> Path:
 @needs_cuda
 @pytest.mark.slow
 def test_a_run_with_cuda_graphs_writes_eager_gradient_flow(monkeypatch):
-    """The switch end to end: depthlab train, trainer=gpu (bf16, channels_last, graphs on
-    by auto) against the same with trainer.cuda_graphs=false."""
-    import json
-
+    """The switch end to end: depthlab train, trainer=gpu (bf16, channels_last) with
+    trainer.cuda_graphs=true against the same with trainer.cuda_graphs=false (trainer=gpu's
+    own setting: eager, the reference)."""
     import pandas as pd
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    graphed = _run("graphed", "trainer=gpu")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    graphed = _run("graphed", "trainer=gpu", "trainer.cuda_graphs=true")
     eager = _run("eager", "trainer=gpu", "trainer.cuda_graphs=false")
     for name in ("gradflow.csv", "activations.csv"):
         a, b = pd.read_csv(graphed / name), pd.read_csv(eager / name)
@@ -199,3 +227,7 @@ def test_a_run_with_cuda_graphs_writes_eager_gradient_flow(monkeypatch):
     s_g, s_e = (json.loads((r / "summary.json").read_text()) for r in (graphed, eager))
     assert s_g["status"] == s_e["status"] == "completed"
     assert s_g["final_test_error"] == pytest.approx(s_e["final_test_error"], abs=1e-9)
+    # the graphed run really replayed its graph: 16 steps, the first 3 eager (GraphedStep's
+    # warm-up), then the capture and a replay every step; the eager run has no graph at all
+    assert s_g["steps_completed"] == 16 and s_g["cuda_graph_replays"] == 16 - 3
+    assert "cuda_graph_replays" not in s_e

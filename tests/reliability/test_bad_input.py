@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import torch
 from cli.helpers import TINY, cli
 from PIL import Image
 
@@ -44,6 +45,32 @@ def _cases(tmp: Path):
         (["sweep"], "nothing to sweep"),
         (["report", str(tmp / "empty")], "no runs found"),
         (["train", "logger.wandb.mode=ofline"], "logger.wandb.mode must be one of"),
+        # each key's range, where the config is checked (config.check_config)
+        (["train", "schedule.warmup=1.5"],
+         "schedule.warmup is the fraction of the run's steps with a linear warm-up (0: none), "
+         "a number in [0, 1); got 1.5"),
+        (["train", "schedule=cosine", "schedule.warmup=-0.1"], "schedule.warmup is the fraction"),
+        (["train", "optim.momentum=2"], "optim.momentum is SGD's momentum (0: none), a number in "
+                                        "[0, 1); got 2"),
+        (["train", "optim.momentum=1"], "optim.momentum is SGD's momentum"),
+        (["train", "trainer.threads=0"], "trainer.threads must be a positive number of CPU threads, "
+                                         "or null for torch's default, got 0"),
+        (["train", "trainer.cuda_graphs=yes"], "trainer.cuda_graphs must be true, false or auto, got 'yes'"),
+        (["train", "data.train_subset=0"], "data.train_subset must be a positive integer or null, got 0"),
+        (["train", "data.test_subset=-5"], "data.test_subset must be a positive integer or null, got -5"),
+        (["train", "data.train_subset=true"], "data.train_subset must be a positive integer or null, got True"),
+        # the device, checked on this machine before anything runs (preflight.check_trainer):
+        # past the last GPU where there are GPUs, no CUDA where there are none
+        (["train", *tiny, "trainer.device=cuda:99"], "trainer.device=cuda:99 but "),
+        *([] if torch.cuda.is_available() else [
+            (["train", *tiny, "trainer.device=cuda:7"],
+             "trainer.device=cuda:7 but no CUDA device is available; use cpu or auto"),
+            (["train", *tiny, "trainer.device=cuda"], "trainer.device=cuda but no CUDA device is available"),
+            (["train", *tiny, "trainer.precision=fp16"],
+             "trainer.precision=fp16 needs a CUDA device, and trainer.device=auto finds none"),
+            (["train", *tiny, "trainer.cuda_graphs=true"],
+             "trainer.cuda_graphs=true needs a CUDA device, and this run is on cpu"),
+        ]),
     ]
 
 
@@ -61,3 +88,20 @@ def test_bad_inputs(tmp_path):
         after = sorted(p for p in Path.cwd().rglob("*") if "fixtures" not in p.parts
                        and "wandb" not in p.parts)
         assert after == [p for p in before if "wandb" not in p.parts], (args, set(after) - set(before))
+
+
+def test_a_device_this_machine_lacks_is_a_usage_error_before_the_run(tmp_path):
+    # cuda:99: no CUDA here, or past the last GPU; either way the run cannot start, so it is
+    # bad input (exit 2, one line) found before Hydra makes a run directory, not a failed run
+    result = cli("train", *TINY, "trainer.device=cuda:99", f"paths.runs_dir={tmp_path / 'runs'}")
+    assert result.exit_code == 2, result.output
+    [line] = [l for l in result.output.splitlines() if l.strip()]
+    assert line.startswith("error: trainer.device=cuda:99 but ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_printing_the_config_of_a_run_for_another_machine_is_no_error():
+    # --cfg job only prints: a GPU config can be read on a laptop (no machine checks then)
+    result = cli("train", "--cfg", "job", "trainer.device=cuda:99", "trainer.precision=fp16")
+    assert result.exit_code == 0, result.output
+    assert "device: cuda:99" in result.output and "precision: fp16" in result.output

@@ -15,6 +15,7 @@ from tracking.wandb_reader import isolate_wandb, read_table, read_wandb_run, wan
 from depthlab.analysis import COMPARISON_HEADERS, comparison_rows, load_runs, verdicts
 from depthlab.report import FIGURES
 from depthlab.tracking.wandb_report import (
+    FIGURE_PREFIX,
     HOLDS_PREFIX,
     JOB_TYPE,
     TABLE_KEY,
@@ -94,7 +95,13 @@ def test_compare_adds_one_report_run_with_table_verdicts_and_figures(compared):
         assert holds == v.holds  # absent (None) when the numbers cannot tell
 
     figures = {k: sweep_dir / FIGURES[k][0] for k in FIGURES if (sweep_dir / FIGURES[k][0]).exists()}
-    assert len(figures) >= 3
+    # every figure of the report, made and logged (back_norm too: the runs record it by default)
+    every = {"error_curves", "final_error", "gradflow_layers", "gradflow_heatmap", "grad_ratio",
+             "back_norm"}
+    assert set(figures) == every
+    logged_figures = {k[len(FIGURE_PREFIX):].partition(".")[0] for k in report.summary
+                      if k.startswith(FIGURE_PREFIX)}
+    assert logged_figures == every
     for key, png in figures.items():
         image = report.files_dir / report.summary[f"{figure_key(key)}.path"]
         with Image.open(png) as local, Image.open(image) as logged_image:
