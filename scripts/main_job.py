@@ -30,6 +30,8 @@ from depthlab import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ["depthlab", "compare", "plain", "residual", "experiment=quick", "depth=8,32"]
+# the depthlab of this interpreter's environment (a venv need not be on PATH)
+EXE = Path(sys.executable).parent / "depthlab"
 FP32 = ["trainer.precision=fp32", "trainer.channels_last=false"]
 UNITS = {"h": 3600, "min": 60, "s": 1}
 
@@ -40,7 +42,7 @@ def seconds_of(text: str) -> float:
 
 
 def run(args: list[str], sweep: str) -> dict:
-    cmd = [*args, f"sweep.name={sweep}", "--fresh"]
+    cmd = [str(EXE) if EXE.exists() else "depthlab", *args[1:], f"sweep.name={sweep}", "--fresh"]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.also_fp32:
         timings["fp32"] = run([*COMMAND, *FP32], "quick-fp32")
     a.out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["depthlab", "report", "runs/quick", "--out", str(a.out), "--title",
+    subprocess.run([str(EXE) if EXE.exists() else "depthlab", "report", "runs/quick", "--out", str(a.out), "--title",
                     "The README's main job: plain vs residual at depths 8 and 32 (experiment=quick)",
                     "--command", shlex.join(COMMAND)], cwd=ROOT, check=True,
                    capture_output=True, text=True)
