@@ -8,7 +8,8 @@ Runs `depthlab compare plain residual experiment=quick depth=8,32` in this check
 runs/, a fresh sweep directory each time: --fresh), measures its wall time from the outside,
 reads the plan's estimate from what it printed, and writes results/quick/timing.json (wall
 time, training time = first run start to last run end, the plan's estimate and its ratio to
-the training time, the machine, the date, the commit) and, through `depthlab report`, results/quick/report.md and summary.csv.
+the training time, the machine, the date, the commit) and, through `depthlab report`, results/quick/report.md and summary.csv (with --also-fp32,
+results/quick/fp32/ too).
 The README's main-job paragraph quotes these files (tests/test_readme_numbers.py checks it).
 Measure on an idle machine, with CIFAR-10 already on disk, in a fresh clone (what a newcomer
 has): the numbers are the README's.
@@ -72,6 +73,12 @@ def training_span(sweep: Path) -> float | None:
     return (max(b for _, b in times) - min(a for a, _ in times)).total_seconds()
 
 
+def report(sweep: str, out: Path, title: str, command: list[str]) -> None:
+    subprocess.run([str(EXE) if EXE.exists() else "depthlab", "report", sweep, "--out", str(out),
+                    "--title", title, "--command", shlex.join(command)], cwd=ROOT, check=True,
+                   capture_output=True, text=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/main_job.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--also-fp32", action="store_true", help="time it in fp32 too (the plan's check)")
@@ -81,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.also_fp32:
         timings["fp32"] = run([*COMMAND, *FP32], "quick-fp32")
     a.out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(EXE) if EXE.exists() else "depthlab", "report", "runs/quick", "--out", str(a.out), "--title",
-                    "The README's main job: plain vs residual at depths 8 and 32 (experiment=quick)",
-                    "--command", shlex.join(COMMAND)], cwd=ROOT, check=True,
-                   capture_output=True, text=True)
+    report("runs/quick", a.out, "The README's main job: plain vs residual at depths 8 and 32 "
+           "(experiment=quick)", COMMAND)
+    if a.also_fp32:
+        report("runs/quick-fp32", a.out / "fp32", "The README's main job in fp32 (the reference): "
+               "plain vs residual at depths 8 and 32", [*COMMAND, *FP32])
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine.line(), "git": machine.git_commit(ROOT),
               "measured_by": "python scripts/main_job.py" + (" --also-fp32" if a.also_fp32 else ""),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce results/cifar10-degradation/, results/cifar10-gradflow/,
-# results/cifar10-fulldata/, results/cifar10-init/ and results/cifar10-normfree/ from a clean
+# results/cifar10-fulldata/, results/cifar10-init/, results/cifar10-normfree/ and
+# results/cifar10-bf16/ from a clean
 # checkout plus the CIFAR-10 data (see results/README.md for what each holds).
 #
 #   bash scripts/reproduce_cifar10.sh [RUNS_DIR]
@@ -17,8 +18,10 @@
 #           (results/<folder>/summary.csv): 85 min for the degradation sweep (16 runs,
 #           three sittings, the pauses included), 9 for the gradient-flow sweep (8 runs)
 #           and 33 for the full-data comparison (4 runs) on a 2-core x86_64 CPU; 102 for
-#           the start ablation (16 runs, Intel Xeon VM) and 73 for the norm-free sweep
-#           (12 runs, the same VM): 302 min, about 5 h, in all.
+#           the start ablation (16 runs, Intel Xeon VM), 73 for the norm-free sweep
+#           (12 runs, the same VM) and 92 for the bf16 comparison (16 runs, its two arms one
+#           after the other, AMD EPYC VM, the cores shared with other work): 394 min, about
+#           6.6 h, in all.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -54,6 +57,12 @@ init_plain=(depthlab sweep experiment=cifar10_init arch=plain seed=0,1 start=war
 # Norm-free residual nets (no batch norm), the same budget; compared with start=paper above.
 normfree=(depthlab sweep experiment=cifar10_normfree arch=residual seed=0,1
           arch.branch=skipinit,rezero,fixup depth=20,56 sweep.name=cifar10-normfree)
+# Does bf16 change the science (issue #25)? The degradation budget at 20 and 56, once in fp32
+# (the reference) and once with the CPU fast path, into one sweep directory.
+bf16_ref=(depthlab compare plain residual experiment=cifar10_bf16 depth=20,56 seed=0,1
+          trainer.precision=fp32 trainer.channels_last=false sweep.name=cifar10-bf16)
+bf16_fast=(depthlab compare plain residual experiment=cifar10_bf16 depth=20,56 seed=0,1
+           trainer.precision=bf16 trainer.channels_last=true sweep.name=cifar10-bf16)
 
 "${degradation[@]}" "${launcher[@]}"
 "${gradflow[@]}" "${launcher[@]}"
@@ -61,6 +70,8 @@ normfree=(depthlab sweep experiment=cifar10_normfree arch=residual seed=0,1
 "${init[@]}" "${launcher[@]}"
 "${init_plain[@]}" "${launcher[@]}"
 "${normfree[@]}" "${launcher[@]}"
+"${bf16_ref[@]}" "${launcher[@]}"
+"${bf16_fast[@]}" "${launcher[@]}"
 
 depthlab report "$runs/cifar10-degradation" --out results/cifar10-degradation \
     --title "Degradation on CIFAR-10: plain vs residual, depths 20-56" \
@@ -81,3 +92,7 @@ depthlab report "$runs/cifar10-normfree" "$runs"/cifar10-init/residual-*-paper-s
     --title "Norm-free residual nets (SkipInit, ReZero, Fixup) vs batch norm, residual 20 and 56" \
     --command "${normfree[*]}" --command "${init[*]}" \
     --note "$note The batch-norm rows are the start=paper runs of results/cifar10-init."
+depthlab report "$runs/cifar10-bf16" --out results/cifar10-bf16 \
+    --title "Does bf16 change the science? fp32 vs bf16 + channels_last, plain and residual 20 and 56" \
+    --command "${bf16_ref[*]}" --command "${bf16_fast[*]}" \
+    --note "$note Both arms on the same machine; the processor and the numerics of each run are in summary.csv."

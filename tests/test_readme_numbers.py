@@ -632,7 +632,7 @@ def last_epyc_parts() -> dict:
 
 def reproduce_times() -> tuple[float, ...]:
     return (span_minutes(DEG), span_minutes(GRAD, group="cifar10-gradflow"), span_minutes(FULL),
-            span_minutes(INIT), span_minutes(NF, **NF_RUNS))
+            span_minutes(INIT), span_minutes(NF, **NF_RUNS), span_minutes("cifar10-bf16"))
 
 
 def reproduce_total() -> tuple[float, float]:
@@ -835,7 +835,7 @@ QUOTES = [
       "results/probe-normfree/timing.json, results/probe-normfree/probe.json",
       lambda: (json_file("results/probe-normfree/timing.json")["wall_seconds"],
                json_file("results/probe-normfree/probe.json")["wall_seconds"])),
-    q(RR, "and `cifar10-normfree/`. Its sweeps took {} min, about {} h, on 2 cores",
+    q(RR, "and `cifar10-bf16/` (two sweeps into one). Its sweeps took {} min, about {} h, on 2 cores",
       "scripts/reproduce_cifar10.sh's header, results/*/summary.csv", reproduce_total),
     # results/README: what they show
     q(RR, "class-balanced 10,000-image subset = {} SGD steps, full 10,000-image test set; {} h of "
@@ -970,12 +970,15 @@ QUOTES = [
     q("scripts/reproduce_cifar10.sh", "# (results/<folder>/summary.csv): {} min for the "
       "degradation sweep ({} runs, # three sittings, the pauses included), {} for the "
       "gradient-flow sweep ({} runs) # and {} for the full-data comparison ({} runs) on a 2-core "
-      "x86_64 CPU; {} for # the start ablation ({} runs, Intel Xeon VM) and {} for the norm-free "
-      "sweep # ({} runs, the same VM): {} min, about {} h, in all.", "results/*/summary.csv",
+      "x86_64 CPU; {} for # the start ablation ({} runs, Intel Xeon VM), {} for the norm-free "
+      "sweep # ({} runs, the same VM) and {} for the bf16 comparison ({} runs, its two arms one "
+      "# after the other, AMD EPYC VM, the cores shared with other work): {} min, about # {} h, "
+      "in all.", "results/*/summary.csv",
       lambda: (reproduce_times()[0], len(runs(DEG)), reproduce_times()[1],
                len(runs(GRAD, group="cifar10-gradflow")), reproduce_times()[2], len(runs(FULL)),
                reproduce_times()[3], len(runs(INIT)), reproduce_times()[4],
-               len(runs(NF, **NF_RUNS)), *reproduce_total())),
+               len(runs(NF, **NF_RUNS)), reproduce_times()[5], len(runs("cifar10-bf16")),
+               *reproduce_total())),
 ]
 
 
@@ -1089,7 +1092,91 @@ def test_benchmark_history_is_what_git_holds():
 # (README snippet with {} per number, file, function of the file giving the numbers), as in
 # QUOTES; e.g. q(README, "plain-32 ends at {}% training error vs {}% for plain-8",
 #               "results/quick/summary.csv", lambda: (m("quick", arch="plain", depth=32), ...)).
-QUICK_QUOTES: list[Quote] = []
+Q, QF, QT = "quick", "quick/fp32", "results/quick/timing.json"
+BF = "cifar10-bf16"
+
+
+def quick_t(arm: str, key: str) -> float:
+    return json_file(QT)[arm][key]
+
+
+def noise_points(p1: float, p2: float, n: int) -> float:
+    """2 combined binomial standard errors of two error rates on n images each, in points
+    (analysis.groups' rule, written out independently)."""
+    return 100 * 2 * math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)
+
+
+def qm(folder: str, arch: str, depth: int, column: str = "final_train_error") -> float:
+    return m(folder, column, arch=arch, depth=depth)
+
+
+def bfm(arch: str, depth: int, precision: str, column: str = "final_train_error") -> float:
+    return m(BF, column, scale=100 if column.endswith("error") else 1, arch=arch, depth=depth,
+             precision=precision)
+
+
+QUICK_QUOTES: list[Quote] = [
+    q(R, "`timing.json`): **{} s** wall time, the W&B report run included; {} s of training, "
+      "against the plan's estimate of {} s.", QT,
+      lambda: (quick_t("as_typed", "wall_seconds"), quick_t("as_typed", "training_seconds"),
+               quick_t("as_typed", "estimate_seconds"))),
+    q(R, "(the plan's bf16 step timed {}x faster than fp32's;", QT,
+      lambda: (float(re.search(r"timed ([\d.]+)x", quick_t("as_typed", "numerics")).group(1)),)),
+    q(R, "the reference, takes {} s ({} s of training, estimated {} s).", QT,
+      lambda: (quick_t("fp32", "wall_seconds"), quick_t("fp32", "training_seconds"),
+               quick_t("fp32", "estimate_seconds"))),
+    q(R, "plain-32 ends at {}% training error vs {}% for plain-8 (fp32: {}% vs {}%).",
+      f"{summary(Q)}, {summary(QF)}",
+      lambda: (qm(Q, "plain", 32), qm(Q, "plain", 8), qm(QF, "plain", 32), qm(QF, "plain", 8))),
+    q(R, "residual-32 {}% vs plain-32 {}% training error, test error {}% vs {}% (fp32: {}% vs {}%).",
+      f"{summary(Q)}, {summary(QF)}",
+      lambda: (qm(Q, "residual", 32), qm(Q, "plain", 32), qm(Q, "residual", 32, "final_test_error"),
+               qm(Q, "plain", 32, "final_test_error"), qm(QF, "residual", 32), qm(QF, "plain", 32))),
+    q(R, "residual-32 ends at {}% vs {}% for residual-8, a difference within 2 standard errors",
+      summary(Q), lambda: (qm(Q, "residual", 32), qm(Q, "residual", 8))),
+    q(R, "noise ({} points on {} images; fp32: {}% vs {}%).", f"{summary(Q)}, {summary(QF)}",
+      lambda: (noise_points(col(Q, "final_train_error", arch="residual", depth=32)[0],
+                            col(Q, "final_train_error", arch="residual", depth=8)[0], 2944),
+               128 * (int(runs(Q)[0]["train_size"]) // 128),
+               qm(QF, "residual", 32), qm(QF, "residual", 8))),
+    q(R, "bf16's residual-8 ends {} points below plain-8, just beyond the {}-point noise threshold, "
+      "fp32's {} points", f"{summary(Q)}, {summary(QF)}",
+      lambda: (qm(Q, "plain", 8) - qm(Q, "residual", 8),
+               noise_points(col(Q, "final_train_error", arch="plain", depth=8)[0],
+                            col(Q, "final_train_error", arch="residual", depth=8)[0], 2944),
+               qm(QF, "plain", 8) - qm(QF, "residual", 8))),
+    q(R, "The main job's estimate came within {}% (bf16) and {}% (fp32) of its training time", QT,
+      lambda: (100 * abs(quick_t("as_typed", "estimate_over_training") - 1),
+               100 * abs(quick_t("fp32", "estimate_over_training") - 1))),
+    # the CPU fast path: results/cifar10-bf16
+    q(R, "first start to last end: {} min for the bf16 arm's 8 runs, {} min for the fp32 arm's",
+      summary(BF), lambda: (span_minutes(BF, precision="bf16"), span_minutes(BF, precision="fp32"))),
+    q(R, "plain-20 {} vs {} (bf16 lower by {} points, beyond the seeds' spread of {}), plain-56 "
+      "{} vs {}, residual-20 {} vs {}, residual-56 {} vs {} (bf16's seeds {} and {}: within a "
+      "spread of {} points).", summary(BF),
+      lambda: (bfm("plain", 20, "fp32"), bfm("plain", 20, "bf16"),
+               bfm("plain", 20, "fp32") - bfm("plain", 20, "bf16"),
+               diff_spread(BF, "final_train_error", {"arch": "plain", "depth": 20, "precision": "fp32"},
+                           {"arch": "plain", "depth": 20, "precision": "bf16"})[1],
+               bfm("plain", 56, "fp32"), bfm("plain", 56, "bf16"),
+               bfm("residual", 20, "fp32"), bfm("residual", 20, "bf16"),
+               bfm("residual", 56, "fp32"), bfm("residual", 56, "bf16"),
+               *col(BF, "final_train_error", 100, arch="residual", depth=56, precision="bf16"),
+               diff_spread(BF, "final_train_error", {"arch": "residual", "depth": 56, "precision": "fp32"},
+                           {"arch": "residual", "depth": 56, "precision": "bf16"})[1])),
+    q(R, "plain-56 {} vs {}); at the end plain-56's differs ({} vs {} decades).", summary(BF),
+      lambda: (bfm("plain", 56, "fp32", "log10_grad_ratio_init"),
+               bfm("plain", 56, "bf16", "log10_grad_ratio_init"),
+               bfm("plain", 56, "fp32", "log10_grad_ratio"), bfm("plain", 56, "bf16", "log10_grad_ratio"))),
+    q(R, "(fp32: residual lower by {} points;", summary(BF),
+      lambda: (bfm("plain", 56, "fp32") - bfm("residual", 56, "fp32"),)),
+    q(R, "where cifar10-init's fp32 seeds already ended {} points apart)", summary(INIT),
+      lambda: (100 * abs(sub(*col(INIT, "final_train_error", arch="residual", depth=56, start="paper"))),)),
+]
+
+
+def sub(a: float, b: float) -> float:
+    return a - b
 
 
 def test_main_job_numbers():
