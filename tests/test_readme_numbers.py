@@ -626,7 +626,8 @@ def epyc_date() -> str:
 
 
 def last_epyc_parts() -> dict:
-    epyc = [r for r in bench_history() if r["cpu"] == "AMD EPYC"]
+    """The last EPYC run before the backward signal ("on the EPYC before the backward signal")."""
+    epyc = [r for r in bench_history() if r["cpu"] == "AMD EPYC" and not r["backward_signal"]]
     return epyc[-1]["gradflow_parts_ms_residual20"]
 
 
@@ -784,7 +785,7 @@ QUOTES = [
     q(R, "with `python scripts/benchmark.py --profile` ({} s):", "results/benchmarks/latest.json",
       lambda: (json_file("results/benchmarks/latest.json")["seconds"],)),
     q(R, "ranged {}-{}x (residual-20), {}-{}x (residual-50) and {}-{}x (dense-BC-100); here {}x, "
-      "{}x and {}x, the probe now costing {}-{}% of a step. The five committed runs took {}-{} s "
+      "{}x and {}x, the probe now costing {}-{}% of a step. The six committed runs took {}-{} s "
       "each.", "results/benchmarks/history.json, results/benchmarks/latest.json",
       lambda: (*epyc_train_range("residual-20 (cifar)"),
                *epyc_train_range("residual-50 (imagenet, 32 px)"),
