@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce results/cifar10-degradation/, results/cifar10-gradflow/,
-# results/cifar10-fulldata/, results/cifar10-init/, results/cifar10-normfree/ and
-# results/cifar10-bf16/ from a clean
+# results/cifar10-fulldata/, results/cifar10-init/, results/cifar10-normfree/,
+# results/cifar10-bf16/ and results/cifar10-blocks/ from a clean
 # checkout plus the CIFAR-10 data (see results/README.md for what each holds).
 #
 #   bash scripts/reproduce_cifar10.sh [RUNS_DIR]
@@ -19,9 +19,10 @@
 #           three sittings, the pauses included), 9 for the gradient-flow sweep (8 runs)
 #           and 33 for the full-data comparison (4 runs) on a 2-core x86_64 CPU; 102 for
 #           the start ablation (16 runs, Intel Xeon VM), 73 for the norm-free sweep
-#           (12 runs, the same VM) and 92 for the bf16 comparison (16 runs, its two arms one
-#           after the other, AMD EPYC VM, the cores shared with other work): 394 min, about
-#           6.6 h, in all.
+#           (12 runs, the same VM), 92 for the bf16 comparison (16 runs, its two arms one
+#           after the other, AMD EPYC VM, the cores shared with other work) and 42 for the
+#           block ablation (12 runs, its two sweeps one after the other, the same VM, idle):
+#           436 min, about 7.3 h, in all.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -63,6 +64,13 @@ bf16_ref=(depthlab compare plain residual experiment=cifar10_bf16 depth=20,56 se
           trainer.precision=fp32 trainer.channels_last=false sweep.name=cifar10-bf16)
 bf16_fast=(depthlab compare plain residual experiment=cifar10_bf16 depth=20,56 seed=0,1
            trainer.precision=bf16 trainer.channels_last=true sweep.name=cifar10-bf16)
+# The block ablation: the 2015 post-activation and 2016 pre-activation residual blocks at 20
+# and 56 with the warm-up start, and the plain twins once (the two blocks' plain twins are one
+# function), into one sweep directory.
+blocks=(depthlab sweep experiment=cifar10_blocks arch=residual arch.preact=false,true depth=20,56
+        seed=0,1 sweep.name=cifar10-blocks)
+blocks_plain=(depthlab sweep experiment=cifar10_blocks arch=plain depth=20,56 seed=0,1
+              sweep.name=cifar10-blocks)
 
 "${degradation[@]}" "${launcher[@]}"
 "${gradflow[@]}" "${launcher[@]}"
@@ -72,6 +80,8 @@ bf16_fast=(depthlab compare plain residual experiment=cifar10_bf16 depth=20,56 s
 "${normfree[@]}" "${launcher[@]}"
 "${bf16_ref[@]}" "${launcher[@]}"
 "${bf16_fast[@]}" "${launcher[@]}"
+"${blocks[@]}" "${launcher[@]}"
+"${blocks_plain[@]}" "${launcher[@]}"
 
 depthlab report "$runs/cifar10-degradation" --out results/cifar10-degradation \
     --title "Degradation on CIFAR-10: plain vs residual, depths 20-56" \
@@ -96,3 +106,6 @@ depthlab report "$runs/cifar10-bf16" --out results/cifar10-bf16 \
     --title "Does bf16 change the science? fp32 vs bf16 + channels_last, plain and residual 20 and 56" \
     --command "${bf16_ref[*]}" --command "${bf16_fast[*]}" \
     --note "$note Both arms on the same machine; the processor and the numerics of each run are in summary.csv."
+depthlab report "$runs/cifar10-blocks" --out results/cifar10-blocks \
+    --title "Does the block decide whether depth helps? 2015 post-activation vs 2016 pre-activation residual blocks, 20 and 56, warm-up start" \
+    --command "${blocks[*]}" --command "${blocks_plain[*]}" --note "$note"

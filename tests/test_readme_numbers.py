@@ -633,7 +633,8 @@ def last_epyc_parts() -> dict:
 
 def reproduce_times() -> tuple[float, ...]:
     return (span_minutes(DEG), span_minutes(GRAD, group="cifar10-gradflow"), span_minutes(FULL),
-            span_minutes(INIT), span_minutes(NF, **NF_RUNS), span_minutes("cifar10-bf16"))
+            span_minutes(INIT), span_minutes(NF, **NF_RUNS), span_minutes("cifar10-bf16"),
+            span_minutes("cifar10-blocks"))
 
 
 def reproduce_total() -> tuple[float, float]:
@@ -836,7 +837,8 @@ QUOTES = [
       "results/probe-normfree/timing.json, results/probe-normfree/probe.json",
       lambda: (json_file("results/probe-normfree/timing.json")["wall_seconds"],
                json_file("results/probe-normfree/probe.json")["wall_seconds"])),
-    q(RR, "and `cifar10-bf16/` (two sweeps into one). Its sweeps took {} min, about {} h, on 2 cores",
+    q(RR, "and `cifar10-blocks/` (two sweeps into one each). Its sweeps took {} min, about {} h, on "
+      "2 cores",
       "scripts/reproduce_cifar10.sh's header, results/*/summary.csv", reproduce_total),
     # results/README: what they show
     q(RR, "class-balanced 10,000-image subset = {} SGD steps, full 10,000-image test set; {} h of "
@@ -972,14 +974,15 @@ QUOTES = [
       "degradation sweep ({} runs, # three sittings, the pauses included), {} for the "
       "gradient-flow sweep ({} runs) # and {} for the full-data comparison ({} runs) on a 2-core "
       "x86_64 CPU; {} for # the start ablation ({} runs, Intel Xeon VM), {} for the norm-free "
-      "sweep # ({} runs, the same VM) and {} for the bf16 comparison ({} runs, its two arms one "
-      "# after the other, AMD EPYC VM, the cores shared with other work): {} min, about # {} h, "
-      "in all.", "results/*/summary.csv",
+      "sweep # ({} runs, the same VM), {} for the bf16 comparison ({} runs, its two arms one "
+      "# after the other, AMD EPYC VM, the cores shared with other work) and {} for the # block "
+      "ablation ({} runs, its two sweeps one after the other, the same VM, idle): # {} min, "
+      "about {} h, in all.", "results/*/summary.csv",
       lambda: (reproduce_times()[0], len(runs(DEG)), reproduce_times()[1],
                len(runs(GRAD, group="cifar10-gradflow")), reproduce_times()[2], len(runs(FULL)),
                reproduce_times()[3], len(runs(INIT)), reproduce_times()[4],
                len(runs(NF, **NF_RUNS)), reproduce_times()[5], len(runs("cifar10-bf16")),
-               *reproduce_total())),
+               reproduce_times()[6], len(runs("cifar10-blocks")), *reproduce_total())),
 ]
 
 
@@ -1039,7 +1042,7 @@ def test_reproduce_paragraph_counts_what_the_script_runs():
     script = text("scripts/reproduce_cifar10.sh")
     sweeps = re.findall(r'^"\$\{(\w+)\[@\]\}" "\$\{launcher\[@\]\}"$', script, re.MULTILINE)
     outs = list(dict.fromkeys(re.findall(r"--out (results/[\w-]+)", script)))
-    words = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+    words = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
     para = flat(text(RESULTS_README))
     err = check_quote(para, Expect(f"`bash scripts/reproduce_cifar10.sh` runs {words[len(sweeps)]}"
                                    f" sweep commands"))
