@@ -129,6 +129,7 @@ class RunSummary(TypedDict, total=False):
     device: str
     machine: str
     processes: int  # ranks of a run on several processes (DDP); absent for one process
+    process_counts: list[int]  # processes of its sittings where a resume changed them, e.g. [2, 1]
     normalisation: str  # how the data set's images were normalised
     # how it went
     status: str  # one of STATUSES
@@ -140,12 +141,14 @@ class RunSummary(TypedDict, total=False):
     best_test_error: float | None
     epochs_completed: int
     steps_completed: int
-    grad_ratio_first_last_init: float | None  # first_last_ratio at step 0
+    grad_ratio_first_last_init: float | None  # first_last_ratio at initialisation (step 0;
+    # fp16: the first step GradScaler did not skip, whose weights are still the initial ones)
     grad_ratio_first_last: float | None  # ... at the last recorded step
     log10_grad_ratio_init: float | None  # log10 of the above (None: no logarithm)
     log10_grad_ratio: float | None
     images_per_sec: float | None  # the last epoch's training throughput
     wall_seconds: float  # wall time of the run, summed over its resumes
+    gradflow_records_skipped: int  # fp16: records of steps with inf/NaN gradients, left out
     cuda_graph_replays: int  # steps replayed as the captured CUDA graph, summed over resumes (graphs on only)
     finished_at: str
     # the probe's

@@ -25,7 +25,7 @@ from depthlab.engine.errors import DevicesError
 from depthlab.engine.graphs import GraphedStep
 from depthlab.engine.loop import Loop, NoProgress
 from depthlab.engine.setup import build_setup
-from depthlab.engine.state import TrainState, resume
+from depthlab.engine.state import TrainState, continue_on, resume
 from depthlab.progress import TrainProgress
 from depthlab.rundir import RunSummary, read_summary, summary_head, summary_result
 from depthlab.tracking import RunInfo
@@ -100,7 +100,11 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
     resumed = state is not None
     if state is None:
         state = TrainState()
-    else:
+    # another number of processes than the last sitting's: the same run where it can be
+    continue_on(state, world.size, s.model, bool(cfg["arch"].get("sync_bn")),
+                int(cfg["trainer"]["batch_size"]), run_dir,
+                earlier=int(earlier.get("processes", 1)) if resumed and earlier else None)
+    if resumed:
         log.info("%s: resuming at epoch %d, step %d", cfg["run"]["name"], state.epoch, state.step)
     distributed.barrier(world)
 
@@ -137,6 +141,8 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
                    processor=host["processor"], native_bf16=host["native_bf16"])
     if world.distributed:
         summary["processes"] = world.size
+    if len(state.processes) > 1:  # resumed on another number of processes
+        summary["process_counts"] = list(state.processes)
     summary.update(normalisation=data.normalisation, status="running",
                    started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if local is not None:
@@ -171,6 +177,8 @@ def _train(cfg: dict[str, Any], run_dir: Path, world: World, *, group: str,
         grad_ratio_first_last_init=state.ratio_init,
         grad_ratio_first_last=state.ratio_end,
     ))
+    if state.records_skipped:  # fp16 steps whose gradients GradScaler found inf/NaN in
+        summary["gradflow_records_skipped"] = state.records_skipped
     summary.update(
         images_per_sec=last.get("images_per_sec"),
         wall_seconds=loop.wall_seconds(),

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from depthlab.gradflow import GradFlowProbe, output_std
+from depthlab.gradflow import GradFlowProbe, output_moments, output_std, stats_from_sums
 from depthlab.models import build_model, describe
 from depthlab.rundir import first_last_ratio
 
@@ -119,3 +119,25 @@ def test_output_std_equals_torch_std_in_float64(scale, shift):
     x = torch.relu(torch.randn(4, 16, 8, 8)) * scale + shift
     expected = x.double().std().item()
     assert output_std(x).item() == pytest.approx(expected, rel=1e-4, abs=1e-45)
+
+
+@pytest.mark.parametrize("scale,shift", [(1.0, 0.0), (3.0, 0.1), (1e19, 3e19), (1e-27, 0.0),
+                                         (1.0, 1e4), (0.0, 2.0)])
+def test_block_statistics_summed_over_slices_are_the_whole_batch_s(scale, shift):
+    """What each DDP rank's hooks keep, summed as all_reduce sums them, against the whole
+    batch in float64: the std of the block output, and the backward signal of the mean loss
+    over the whole batch (each rank's loss is its slice's mean, so its gradient is `ranks`
+    times the global one). Slices of unequal means and sizes, the extremes of output_std's."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(12, 16, 8, 8)) * scale + shift
+    x[:5] *= 2  # the slices' means differ
+    g = torch.randn_like(x) * 1e-3
+    sums = torch.zeros(1, 5, dtype=torch.float64)
+    for part, grad in zip(x.split([5, 7]), g.split([5, 7])):
+        sq = torch.linalg.vector_norm(2 * grad).double() ** 2
+        sums += torch.cat([output_moments(part), sq[None]])[None]
+    std, back = stats_from_sums(sums, ranks=2)
+    assert std.item() == pytest.approx(x.double().std().item(), rel=1e-7, abs=1e-45)
+    assert back.item() == pytest.approx(g.double().norm().item(), rel=1e-6)
+    none, _ = stats_from_sums(torch.zeros(1, 5), ranks=2)  # a block whose hook did not fire
+    assert none.item() == 0.0

@@ -119,6 +119,13 @@ def all_sum(values: list[float] | torch.Tensor, world: World, device: torch.devi
     return t.tolist()
 
 
+def broadcast_buffers(module: torch.nn.Module, world: World) -> None:
+    """Rank 0's buffers (batch norm's running statistics) on every rank."""
+    if world.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

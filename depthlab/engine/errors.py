@@ -30,3 +30,8 @@ class SyncBatchNormError(SettingError):
 
 class DevicesError(SettingError):
     """trainer.devices that does not fit how the run was started."""
+
+
+class ResumeError(SettingError):
+    """A resume that cannot continue the run as it was trained (another number of processes
+    where batch norm takes its statistics per process)."""

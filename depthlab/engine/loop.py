@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthlab.engine.distributed import World, all_sum
+from depthlab.engine.distributed import World, all_sum, broadcast_buffers
 from depthlab.engine.setup import Setup
 from depthlab.engine.state import TrainState, new_totals
 from depthlab.engine.step import set_learning_rate
@@ -157,6 +157,9 @@ class Loop:
         self.every = cfg["gradflow"]["every"]
         self.stop = StopRequested(second_interrupt_stops=not setup.world.distributed)
         self.stop_agreed = False  # across ranks: decided where the ranks fold their windows
+        # the weights are still the initial ones: every step is recorded until one is a
+        # measurement (fp16 skips the steps it found inf/NaN in, weights unchanged)
+        self.at_init = state.step == 0
         self.name = cfg["run"]["name"]
 
     # -- helpers --------------------------------------------------------------------
@@ -203,13 +206,17 @@ class Loop:
             if s.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             set_learning_rate(s.optimizer, s.base_lrs, self.cfg["schedule"], st.step, s.total_steps)
-            record_now = st.step % self.every == 0 or st.step == s.total_steps - 1
+            record_now = (st.step % self.every == 0 or st.step == s.total_steps - 1
+                          or self.at_init)
             loss, correct, record = s.step(s.optimizer, x, y, s.precision,
                                            s.probe if record_now else None, st.step)
-            if record is not None:
+            if record is not None and record.overflow:
+                st.records_skipped += 1  # inf/NaN gradients: not a measurement
+            elif record is not None:
                 st.ratio_end = first_last_ratio(s.desc["layers"], record.grad_norm)
-                if st.step == 0:
+                if self.at_init:
                     st.ratio_init = st.ratio_end
+                self.at_init = False
                 for sink in self.sinks:
                     sink.log_gradflow(st.epoch, record)
             window.add(loss, correct, y.numel())
@@ -264,6 +271,9 @@ class Loop:
                    "epoch_seconds": epoch_seconds}
         last_epoch = st.epoch == s.epochs or st.step >= s.total_steps
         if st.epoch % t["eval_every"] == 0 or last_epoch:
+            # every rank evaluates the checkpoint's model: rank 0's batch-norm statistics
+            # (the others updated theirs on their own slices since DDP last broadcast them)
+            broadcast_buffers(s.model, s.world)
             metrics["test_loss"], metrics["test_error"] = evaluate(
                 s.eval_net, s.data.test, s.precision.autocast, s.world, s.device)
             st.best_test_error = min(st.best_test_error, metrics["test_error"])

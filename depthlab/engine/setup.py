@@ -58,9 +58,9 @@ class Setup:
     """A run's working parts. `model` is the bare network (state dicts, gradient flow);
     `train_net` is what the training step calls (DDP-wrapped across ranks, compiled
     if asked); `eval_net` what evaluation calls (never DDP: each rank evaluates its
-    own part of the test set, then the sums are reduced). `step(optimizer, x, y,
-    precision, probe, step)` is one training step: step.train_step on train_net, or
-    its captured CUDA graph (graphs.GraphedStep). `fast_path` says how
+    own part of the test set with rank 0's buffers, then the sums are reduced).
+    `step(optimizer, x, y, precision, probe, step)` is one training step: step.train_step
+    on train_net, or its captured CUDA graph (graphs.GraphedStep). `fast_path` says how
     trainer.precision and trainer.channels_last were resolved."""
 
     world: World
@@ -162,7 +162,8 @@ def build_setup(cfg: dict[str, Any], world: World, earlier: dict[str, Any] | Non
     # Block hooks inside a compiled graph would break it: no activation stats then.
     gf = cfg["gradflow"]
     probe = GradFlowProbe(model, desc["layers"], desc["blocks"],
-                          activations=bool(gf.get("activations", True)) and not t.get("compile"))
+                          activations=bool(gf.get("activations", True)) and not t.get("compile"),
+                          ranks=world.size)
     step = GraphedStep(model, precision, probe) if graphs else functools.partial(train_step, train_net)
     return Setup(world=world, device=device, seed=seed, data=data, model=model,
                  train_net=train_net, eval_net=eval_net, desc=desc, optimizer=optimizer,

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from depthlab.checkpoint import load_checkpoint, save_checkpoint
+from depthlab.engine.errors import ResumeError
 
 
 def new_totals() -> dict[str, float]:
@@ -30,6 +32,8 @@ class TrainState:
     ratio_end: float | None = None  # ... at the last recorded step
     wall_before: float = 0.0  # seconds of the earlier sittings
     last_epoch_metrics: dict[str, float] = field(default_factory=dict)
+    records_skipped: int = 0  # fp16: gradient-flow records of steps GradScaler skipped (inf/NaN)
+    processes: list[int] = field(default_factory=list)  # of the sittings, where it changed: [2, 1]
 
     def checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                    scaler: torch.amp.GradScaler | None, wall_seconds: float) -> dict[str, Any]:
@@ -44,6 +48,8 @@ class TrainState:
             "grad_ratio_first_last": self.ratio_end,
             "last_epoch_metrics": dict(self.last_epoch_metrics),
             "wall_seconds": wall_seconds,
+            "gradflow_records_skipped": self.records_skipped,
+            "processes": list(self.processes),
         }
 
     @classmethod
@@ -55,6 +61,8 @@ class TrainState:
             ratio_end=state.get("grad_ratio_first_last"),
             wall_before=state.get("wall_seconds", 0.0),
             last_epoch_metrics=dict(state.get("last_epoch_metrics", {})),
+            records_skipped=int(state.get("gradflow_records_skipped", 0)),
+            processes=[int(p) for p in state.get("processes", [])],
         )
 
     def save(self, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -74,3 +82,33 @@ def resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     return TrainState.from_checkpoint(state)
+
+
+def batch_norm_slices(model: nn.Module, sync_bn: bool, processes: int) -> int:
+    """Into how many slices of the global batch a step's batch-norm statistics are taken:
+    1 where they are the whole batch's (no batch norm; sync_bn; one process, where plain
+    batch norm sees the whole batch as SyncBatchNorm would), else one per process."""
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return processes if has_bn and not sync_bn else 1
+
+
+def continue_on(state: TrainState, processes: int, model: nn.Module, sync_bn: bool,
+                batch_size: int, run_dir: Path, earlier: int | None = None) -> None:
+    """Take `state` on to a sitting of `processes` processes. Another number than the last
+    sitting's continues the same run, up to float summation order, where every step computes
+    the same whatever the split of the global batch (data order and augmentation are a
+    function of (seed, epoch), gradients are averaged over the batch); batch norm with per
+    process statistics is not: ResumeError, one line. `earlier`: the last sitting's number
+    where the checkpoint predates `processes` (its summary.json's)."""
+    before = state.processes[-1] if state.processes else earlier
+    if before is not None and before != processes:
+        was, now = (batch_norm_slices(model, sync_bn, n) for n in (before, processes))
+        if was != now:
+            plural = "es" if before > 1 else ""
+            raise ResumeError(
+                f"{run_dir} was trained on {before} process{plural} with batch norm over "
+                f"{batch_size // was} images (per process), {batch_size // now} on {processes}: "
+                f"resume it on {before} process{plural} (trainer.devices={before}), "
+                f"or pass --fresh")
+    if not state.processes or state.processes[-1] != processes:
+        state.processes.append(processes)

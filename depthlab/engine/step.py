@@ -45,7 +45,10 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
                step: int, *, grads_to_none: bool = True) -> StepResult:
     """(loss, correct predictions) as device tensors, and the gradient-flow record when
     `probe` is given (a recorded step). Under DDP, backward() returns once the weight
-    gradients are averaged over the ranks, so their norms are the global batch's.
+    gradients are averaged over the ranks, so their norms are the global batch's; the
+    probe reduces its block statistics (output std, backward signal) over the ranks too.
+    Under fp16 the record is of the unscaled loss, and is marked `overflow` where
+    GradScaler found inf/NaN and skipped the step.
     `grads_to_none=False` zeroes the gradients in place (0 + g == g exactly) instead of
     dropping them: a captured CUDA graph must keep its static gradient tensors."""
     if probe is not None:
@@ -53,15 +56,21 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor
     out, loss = forward_loss(net, x, y, precision.autocast)
     optimizer.zero_grad(set_to_none=grads_to_none)
     scaler = precision.scaler
+    scale = 1.0
     if scaler is not None:
+        if probe is not None:
+            scale = scaler.get_scale()  # what scale() multiplies this loss by (a host read)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # gradient flow sees true gradients
     else:
         loss.backward()
-    record = probe.record(step) if probe is not None else None
+    record = probe.record(step, loss_scale=scale) if probe is not None else None
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
+        if record is not None:
+            # update() lowers the scale only after finding inf/NaN (and skipping the step)
+            record.overflow = scaler.get_scale() < scale
     else:
         optimizer.step()
     return loss.detach(), correct(out, y), record

@@ -11,9 +11,15 @@ and the pixels of terms of both signs, so the order of summation (two half batch
 then the all-reduce) moves it relatively more (up to 4e-4 measured on an AVX-512 Xeon; within 1e-5
 absolute on an AMD EPYC), still far inside what a norm read before the all-reduce (one
 half batch's gradient) or summed instead of averaged (twice the norm) would show.
+The block statistics of activations.csv (output std, backward signal) are the global
+batch's too (the ranks' sums are all-reduced): to BLOCK_RTOL (6e-6 measured on an AMD
+EPYC), where rank 0's half batch alone is off by 0.3% to 2% in the std and by 41% in the
+backward signal (its loss is the mean over half the images).
 """
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +30,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from cli.helpers import summary, wait_for_epochs
+from cli.helpers import evaluate_by_hand, summary, wait_for_epochs
+from omegaconf import OmegaConf
+
+from depthlab.config import compose_config
+from depthlab.data import build_data
+from depthlab.models import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +44,13 @@ ARGS = ["arch=residual", "depth=8", "arch.norm=none", "optim.lr=0.02", "data=syn
         "trainer.eval_batch_size=16", "trainer.epochs=2", "trainer.log_every=4", "gradflow.every=4",
         "trainer.threads=1", "logger=none"]
 LONG = [a for a in ARGS if not a.startswith("trainer.epochs")] + ["trainer.epochs=6"]
+BN = [a for a in ARGS if a != "arch.norm=none"] + ["arch.norm=batch"]  # statistics per rank
 FILES = {"activations.csv", "blocks.csv", "checkpoint.prev.pt", "checkpoint.pt", "config.yaml",
          "gradflow.csv", "layers.csv", "metrics_epochs.csv", "metrics_steps.csv", "summary.json",
          "train.log"}
 TOL = 1e-4
 GRAD_RTOL = 2e-3  # relative, gradient norms of gradflow.csv (see above)
+BLOCK_RTOL = 5e-4  # relative, act_std and back_norm of activations.csv (see above)
 
 
 def depthlab(*args: str, cwd: Path, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -72,6 +85,12 @@ def assert_same_run(run: Path, ref: Path, tol: float = TOL) -> None:
     x, y = pd.read_csv(run / "gradflow.csv"), pd.read_csv(ref / "gradflow.csv")
     assert (x[["step", "layer"]] == y[["step", "layer"]]).all().all()
     assert ((x["grad_norm"] - y["grad_norm"]).abs() <= GRAD_RTOL * y["grad_norm"].abs()).all()
+    x, y = pd.read_csv(run / "activations.csv"), pd.read_csv(ref / "activations.csv")
+    assert len(x) == len(y) > 0
+    assert (x[["step", "block"]] == y[["step", "block"]]).all().all()
+    for c in ("act_std", "back_norm"):
+        assert (y[c] > 0).all(), c
+        assert ((x[c] - y[c]).abs() <= BLOCK_RTOL * y[c]).all(), c
     s, r = summary(run), summary(ref)
     assert s["status"] == r["status"] == "completed"
     assert s["steps_completed"] == r["steps_completed"]
@@ -211,3 +230,69 @@ def test_a_bad_setting_in_a_worker_is_one_line(tmp_path):
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert lines == ["error: data.crop_padding must be 0..31 pixels, got 99"]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def bn_two(tmp_path_factory):
+    """Two ranks, batch norm without sync_bn: each rank's statistics are its half batch's."""
+    return trained(*BN, "trainer.devices=2", "run.name=bn", cwd=tmp_path_factory.mktemp("bn"))
+
+
+def test_two_ranks_with_batch_norm_evaluate_the_checkpoint_they_save(bn_two):
+    # DDP broadcasts rank 0's buffers at each forward, then every rank updates its own on its
+    # slice; the test error must be the saved model's (rank 0's buffers), evaluated here on
+    # one process over all 71 images
+    state = torch.load(bn_two / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3  # the checkpoint after the last (2nd) epoch
+    model = build_model("residual", 8, num_classes=10, layout="cifar", image_size=32, norm="batch")
+    model.load_state_dict(state["model"])
+    cfg = compose_config(["data=synthetic", "data.train_size=256", "data.test_size=71"])
+    data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "layout"}
+    data = build_data(data_cfg, batch_size=32, eval_batch_size=71, device="cpu", seed=0)
+    error, loss, seen = evaluate_by_hand(model, data.test)
+    assert seen == 71
+    last = pd.read_csv(bn_two / "metrics_epochs.csv").iloc[-1]
+    assert summary(bn_two)["final_test_error"] == last.test_error == pytest.approx(error, abs=1e-12)
+    assert last.test_loss == pytest.approx(loss, rel=1e-6)
+
+
+def killed_in_epoch_2(run: Path) -> None:
+    """Leave `run` as a kill -9 in its second epoch does: the checkpoint of epoch 1 (the
+    previous one), the rows written since, summary.json saying running."""
+    shutil.copy(run / "checkpoint.prev.pt", run / "checkpoint.pt")
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    s = summary(run)
+    for key in ("finished_at", "final_test_error", "final_train_error"):
+        s.pop(key, None)
+    (run / "summary.json").write_text(json.dumps({**s, "status": "running"}))
+
+
+def test_a_two_rank_run_resumes_on_one_process_to_the_same_numbers(ref, tmp_path):
+    # no batch norm: every step computes the same whatever the split of the global batch, so
+    # a run trained on 2 ranks and resumed on 1 is the one-process run, to float order
+    run = trained(*ARGS, "trainer.devices=2", "run.name=moved", cwd=tmp_path)
+    killed_in_epoch_2(run)
+    done = depthlab("train", *ARGS, "trainer.devices=1", "run.name=moved", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming at epoch 2" in (run / "train.log").read_text()
+    assert_same_run(run, ref)
+    s = summary(run)
+    assert s["process_counts"] == [2, 1] and "processes" not in s  # this sitting: one process
+    assert list(pd.read_csv(run / "metrics_epochs.csv").epoch) == [1, 2]
+
+
+def test_batch_norm_per_rank_refuses_to_resume_on_another_number_of_processes(bn_two, tmp_path):
+    # per-rank statistics (16 images on 2 ranks, 32 on 1) change the trajectory: one line, exit
+    # 2, the run directory left as it was
+    run = tmp_path / "runs" / "bn"
+    shutil.copytree(bn_two, run)
+    killed_in_epoch_2(run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != "train.log"}
+    done = depthlab("train", *BN, "trainer.devices=1", "run.name=bn", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "trained on 2 processes with batch norm over 16 images" in lines[0]
+    assert "trainer.devices=2" in lines[0]
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != "train.log"}
+    assert after == before

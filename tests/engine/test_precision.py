@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from depthlab import machine
-from depthlab.engine.precision import MIN_SPEEDUP, FastPath, choose_fast_path, make_precision
+from depthlab.engine.precision import (
+    MIN_SPEEDUP,
+    FastPath,
+    Precision,
+    choose_fast_path,
+    make_precision,
+)
 from depthlab.engine.step import train_step
 from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
@@ -159,3 +168,91 @@ def test_a_resumed_auto_run_keeps_what_its_first_sitting_chose(monkeypatch):
     typed = resolve_fast_path({"trainer": {"precision": "fp32", "channels_last": False}}, CPU,
                               World(), 32, 10, earlier)
     assert (typed.precision, typed.channels_last) == ("fp32", False)
+
+
+def cpu_fp16(**scaler) -> Precision:
+    """fp16 autocast with a GradScaler on the CPU (torch has both there; depthlab's own runs
+    refuse fp16 off CUDA, where its kernels are slow, not wrong)."""
+    return Precision("fp16", lambda: torch.autocast("cpu", dtype=torch.float16),
+                     torch.amp.GradScaler("cpu", **scaler))
+
+
+def fp16_step(precision: Precision, seed: int = 0):
+    torch.manual_seed(seed)
+    net = build_model("residual", 8, num_classes=10, layout="cifar")
+    desc = describe(net, flops=False)
+    probe = GradFlowProbe(net, desc["layers"], desc["blocks"])
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
+    before = [p.detach().clone() for p in net.parameters()]
+    *_, record = train_step(net, opt, x, y, precision, probe, 0)
+    probe.close()
+    return net, desc, record, before, (x, y)
+
+
+def test_an_fp16_step_records_the_backward_signal_of_the_unscaled_loss():
+    """The block hooks see the gradient of the scaled loss (unscale_ fixes only the weights'
+    gradients): the record divides it by the scale that step used (2^10 here, where nothing
+    overflows). Against the same fp16 pass written out by hand, and against fp32."""
+    scale = 2.0 ** 10
+    net, desc, record, _, (x, y) = fp16_step(cpu_fp16(init_scale=scale))
+    assert not record.overflow
+    torch.manual_seed(0)
+    by_hand = build_model("residual", 8, num_classes=10, layout="cifar")
+    modules = dict(by_hand.named_modules())
+    outs = {}
+    for b in desc["blocks"]:
+        modules[b].register_forward_hook(lambda m, i, o, b=b: outs.__setitem__(b, o))
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = F.cross_entropy(by_hand(x).float(), y)
+    grads = torch.autograd.grad(loss * scale, [outs[b] for b in desc["blocks"]])
+    expected = torch.tensor([g.float().norm().item() / scale for g in grads])
+    got = torch.tensor(record.back_norm)
+    assert torch.allclose(got, expected, rtol=1e-3), (got / expected).tolist()
+    *_, fp32, _, _ = fp16_step(make_precision("fp32", CPU))
+    assert ((got - torch.tensor(fp32.back_norm)).abs() / torch.tensor(fp32.back_norm)).max() < 0.05
+    assert ((torch.tensor(record.grad_norm) - torch.tensor(fp32.grad_norm)).abs()
+            / torch.tensor(fp32.grad_norm)).max() < 0.05
+
+
+def test_an_fp16_step_whose_gradients_overflow_is_marked_not_a_measurement():
+    # at a scale of 2^40 the logits' gradient (about 1/16 an element) is past fp16's 65504
+    net, _, record, before, _ = fp16_step(cpu_fp16(init_scale=2.0 ** 40))
+    assert record.overflow
+    assert all(torch.equal(p, b) for p, b in zip(net.parameters(), before))  # step skipped
+
+
+def test_an_fp16_run_takes_its_init_record_from_the_first_step_gradscaler_did_not_skip(
+        monkeypatch, tmp_path):
+    """Step 0 overflows (scale 2^40), then the scale drops to 2^10 and nothing does: the
+    record of step 0 is left out, step 1 (the weights are still the initial ones, as the
+    skipped step changed nothing) is the init record, and the ratio at init is its ratio."""
+    from omegaconf import OmegaConf
+
+    from depthlab import train
+    from depthlab.config import compose_config
+    from depthlab.engine import setup
+    from depthlab.rundir import first_last_ratio
+
+    real = setup.make_precision
+    monkeypatch.setattr(setup, "make_precision", lambda name, device: cpu_fp16(
+        init_scale=2.0 ** 40, backoff_factor=2.0 ** -30) if name == "fp16" else real(name, device))
+    cfg = compose_config(["arch=residual", "depth=8", "data=synthetic", "data.train_size=128",
+                          "data.test_size=32", "trainer.batch_size=32", "trainer.epochs=1",
+                          "gradflow.every=2", "logger=none", "trainer.precision=fp16",
+                          "trainer.device=cpu"])
+    s = train.run(OmegaConf.to_container(cfg, resolve=True), tmp_path / "run")
+    flow = pd.read_csv(tmp_path / "run" / "gradflow.csv")
+    acts = pd.read_csv(tmp_path / "run" / "activations.csv")
+    assert sorted(set(flow.step)) == sorted(set(acts.step)) == [1, 2, 3]  # 0 overflowed
+    assert np.isfinite(flow.grad_norm).all() and (acts.back_norm > 0).all()
+    assert s["status"] == "completed" and s["gradflow_records_skipped"] == 1
+    torch.manual_seed(0)
+    init = build_model("residual", 8, num_classes=10, layout="cifar", image_size=32)
+    first = flow[flow.step == 1]
+    modules = dict(init.named_modules())
+    assert first.weight_norm.tolist() == pytest.approx(
+        [modules[n].weight.norm().item() for n in first.layer], rel=1e-6)  # the initial weights
+    layers = describe(init, flops=False)["layers"]
+    assert s["grad_ratio_first_last_init"] == pytest.approx(
+        first_last_ratio(layers, first.grad_norm.tolist()))

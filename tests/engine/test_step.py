@@ -3,11 +3,13 @@ round trip."""
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from depthlab.engine.errors import ResumeError
 from depthlab.engine.precision import make_precision
-from depthlab.engine.state import TrainState, resume
+from depthlab.engine.state import TrainState, continue_on, resume
 from depthlab.engine.step import train_step
 from depthlab.gradflow import GradFlowProbe
 from depthlab.models import build_model, describe
@@ -67,7 +69,8 @@ def test_the_train_state_survives_a_checkpoint_round_trip(tmp_path):
     state = TrainState(epoch=3, batch_in_epoch=5, step=29,
                        totals={"loss": 12.5, "correct": 40.0, "seen": 160, "seconds": 2.5},
                        best_test_error=0.42, ratio_init=3.0, ratio_end=0.25, wall_before=10.0,
-                       last_epoch_metrics={"train_error": 0.5, "test_error": 0.42})
+                       last_epoch_metrics={"train_error": 0.5, "test_error": 0.42},
+                       records_skipped=2, processes=[2, 1])
     state.save(tmp_path, model, opt, None, wall_seconds=17.5)
 
     torch.manual_seed(1)
@@ -88,3 +91,33 @@ def test_the_train_state_survives_a_checkpoint_round_trip(tmp_path):
 def test_nothing_to_resume_in_an_empty_run_directory(tmp_path):
     model, _ = nets()
     assert resume(tmp_path, model, sgd(model), None) is None
+
+
+def test_a_resume_on_another_number_of_processes_goes_on_only_where_the_steps_are_the_same(tmp_path):
+    """A step computes the same whatever the split of the global batch, except batch norm
+    with statistics per process (16 images on 2 processes, 32 on 1); sync_bn's and one
+    process's are the whole batch's. The sittings' numbers are kept where they change."""
+    torch.manual_seed(0)
+    plain_bn = build_model("residual", 8, num_classes=10, layout="cifar")
+    no_bn = build_model("residual", 8, num_classes=10, layout="cifar", norm="none")
+
+    state = TrainState(processes=[2])
+    continue_on(state, 1, no_bn, False, 32, tmp_path)
+    continue_on(state, 1, no_bn, False, 32, tmp_path)
+    assert state.processes == [2, 1]
+    state = TrainState(processes=[1])
+    continue_on(state, 2, plain_bn, True, 32, tmp_path)  # sync_bn: the global batch on both
+    assert state.processes == [1, 2]
+    state = TrainState(processes=[2])
+    continue_on(state, 2, plain_bn, False, 32, tmp_path)  # the same number: nothing changes
+    assert state.processes == [2]
+    with pytest.raises(ResumeError, match="trained on 2 processes with batch norm over 16 images"):
+        continue_on(TrainState(processes=[2]), 1, plain_bn, False, 32, tmp_path)
+    with pytest.raises(ResumeError, match="trained on 4 processes .* over 8 images .* 16 on 2"):
+        continue_on(TrainState(processes=[4]), 2, plain_bn, False, 32, tmp_path)
+    # a checkpoint from before the number was kept: the earlier summary.json's
+    with pytest.raises(ResumeError, match="trainer.devices=2"):
+        continue_on(TrainState(), 1, plain_bn, False, 32, tmp_path, earlier=2)
+    fresh = TrainState()
+    continue_on(fresh, 2, plain_bn, False, 32, tmp_path)
+    assert fresh.processes == [2]
