@@ -13,6 +13,9 @@ the runs hold no data for it. Curves and gradient profiles use the runs that
 trained (completed, running, interrupted); seeds of one architecture and
 depth are averaged (gradient norms geometrically).
 
+About 490 lines, past the house's 450: the six figures share their styling, averaging and
+panel helpers, and one figure per module would spread those helpers over six files.
+
 The house style is applied inside `style()`, never at import: importing this
 module changes no matplotlib setting and selects no backend. Figures are made
 by `subplots` (a Figure drawn by the Agg canvas, not registered with pyplot), so
