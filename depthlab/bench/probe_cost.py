@@ -79,10 +79,10 @@ def timed_probe_class():
                 self.hook_seconds += time.perf_counter() - start
             return hook
 
-        def record(self, step: int):
+        def record(self, step: int, loss_scale: float = 1.0):
             start = time.perf_counter()
             with self.label("gradflow.record"):
-                got = super().record(step)
+                got = super().record(step, loss_scale=loss_scale)
             self.record_seconds += time.perf_counter() - start
             return got
 
