@@ -33,6 +33,20 @@ def evaluate_by_hand(model, loader) -> tuple[float, float, int]:
     return wrong / seen, loss / seen, seen
 
 
+def synthetic_test_set(train_size: int, test_size: int):
+    """The test loader of data=synthetic at these sizes, as a run of them sees it (one batch)."""
+    from omegaconf import OmegaConf
+
+    from depthlab.config import compose_config
+    from depthlab.data import build_data
+
+    cfg = compose_config(["data=synthetic", f"data.train_size={train_size}",
+                          f"data.test_size={test_size}"])
+    data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "layout"}
+    return build_data(data_cfg, batch_size=32, eval_batch_size=test_size, device="cpu",
+                      seed=0).test
+
+
 def cli(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 

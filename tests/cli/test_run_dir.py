@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, cli, csv, evaluate_by_hand, summary
-from omegaconf import OmegaConf
+from helpers import TINY, cli, csv, evaluate_by_hand, summary, synthetic_test_set
 
 import depthlab.engine.precision
+import depthlab.train
 from depthlab.checkpoint import load_checkpoint
 from depthlab.config import ConfigError, check_config, compose_config
-from depthlab.data import build_data
 from depthlab.launch import launch
 from depthlab.models import build_model
 
@@ -68,10 +67,7 @@ def test_recorded_test_error_equals_an_independent_evaluation_of_the_checkpoint(
     assert state["epoch"] == 3  # the checkpoint after the last (2nd) epoch
     model = build_model("residual", 8, num_classes=10, layout="cifar", image_size=32)
     model.load_state_dict(state["model"])
-    cfg = compose_config(["data=synthetic", "data.train_size=128", "data.test_size=64"])
-    data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "layout"}
-    data = build_data(data_cfg, batch_size=32, eval_batch_size=64, device="cpu", seed=0)
-    error, loss, seen = evaluate_by_hand(model, data.test)
+    error, loss, seen = evaluate_by_hand(model, synthetic_test_set(128, 64))
     assert seen == 64
     s = summary(RUN)
     assert s["final_test_error"] == error

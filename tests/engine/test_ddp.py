@@ -30,11 +30,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from cli.helpers import evaluate_by_hand, summary, wait_for_epochs
-from omegaconf import OmegaConf
+from cli.helpers import evaluate_by_hand, summary, synthetic_test_set, wait_for_epochs
 
-from depthlab.config import compose_config
-from depthlab.data import build_data
 from depthlab.models import build_model
 
 pytestmark = pytest.mark.slow
@@ -246,10 +243,7 @@ def test_two_ranks_with_batch_norm_evaluate_the_checkpoint_they_save(bn_two):
     assert state["epoch"] == 3  # the checkpoint after the last (2nd) epoch
     model = build_model("residual", 8, num_classes=10, layout="cifar", image_size=32, norm="batch")
     model.load_state_dict(state["model"])
-    cfg = compose_config(["data=synthetic", "data.train_size=256", "data.test_size=71"])
-    data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "layout"}
-    data = build_data(data_cfg, batch_size=32, eval_batch_size=71, device="cpu", seed=0)
-    error, loss, seen = evaluate_by_hand(model, data.test)
+    error, loss, seen = evaluate_by_hand(model, synthetic_test_set(256, 71))
     assert seen == 71
     last = pd.read_csv(bn_two / "metrics_epochs.csv").iloc[-1]
     assert summary(bn_two)["final_test_error"] == last.test_error == pytest.approx(error, abs=1e-12)
