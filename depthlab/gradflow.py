@@ -98,15 +98,13 @@ class GradFlowProbe:
             parts = list(torch._foreach_norm(grads + self.weights))  # one batched call, 2n norms
             if self.blocks and self.ranks > 1:
                 parts += self._reduced_block_stats()
-                self._act = [None] * len(self.blocks)
-                self._back = [None] * len(self.blocks)
             elif self.blocks:
                 zero = self.weights[0].new_zeros(())
                 parts += [a if a is not None else zero for a in self._act]
                 # no gradient reached a block whose hook did not fire: its norm is 0
                 parts += [b.to(zero.device) if b is not None else zero for b in self._back]
-                self._act = [None] * len(self.blocks)
-                self._back = [None] * len(self.blocks)
+            self._act = [None] * len(self.blocks)
+            self._back = [None] * len(self.blocks)
             host = torch.stack(parts).float().cpu().tolist()  # the one host transfer of this step
         n, m = len(self.layers), len(self.blocks)
         back = host[2 * n + m:]
