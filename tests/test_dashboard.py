@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -218,3 +220,31 @@ def test_series_patterns_pick_the_sinks_keys():
         assert not any(pattern.search(k) for k in others)
     with pytest.raises(ValueError, match="unknown series"):
         dash.series_pattern("grad")
+
+
+@pytest.mark.slow
+def test_sync_uploads_every_offline_run_of_the_sweep_with_wandb_sync(swept, monkeypatch):
+    from depthlab.dashboard.sync import offline_folders, sync_command
+
+    sweep_dir, runs = swept
+    monkeypatch.setenv("WANDB_DIR", str(sweep_dir.parents[1] / "wandb-dir"))  # as they ran
+    folders = offline_folders(dash.read_runs_keys([sweep_dir]), [sweep_dir])
+    # the two trained runs and the sweep's report run, each found by its id
+    assert sorted(f.name.rsplit("-", 1)[1] for f in folders) == sorted(r.run_id for r in runs)
+    assert len(runs) == 3 and {r.job_type for r in runs} == {"plain", JOB_TYPE}
+    assert all((f / f"run-{f.name.rsplit('-', 1)[1]}.wandb").exists() for f in folders)
+    argv = sync_command(folders, entity="me", project="deep")
+    assert argv == [sys.executable, "-m", "wandb", "sync", "--skip-synced", "--entity", "me",
+                    "--project", "deep", *map(str, folders)]
+    assert sync_command(folders)[5:] == list(map(str, folders))  # else where each run logged
+    # W&B's own CLI takes that command line: its dry run names every folder, uploads nothing
+    dry = subprocess.run([*argv[:4], "--dry-run", *argv[4:]], capture_output=True, text=True,
+                         timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert all(f.name in dry.stdout + dry.stderr for f in folders)
+
+    result = cli("dashboard", str(sweep_dir), "--sync")  # WANDB_MODE=offline here
+    assert result.exit_code == 1
+    assert "offline (WANDB_MODE=offline): --sync needs W&B online" in result.output
+    result = cli("dashboard", "--push", "spec.json", "--sync")
+    assert result.exit_code == 2 and "give those, not --push" in result.output

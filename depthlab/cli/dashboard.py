@@ -29,15 +29,19 @@ depth, the verdicts; the run list shows final errors, gradient ratios at init
 and at the end, params, FLOPs and status). It holds the runs of the sweep's
 W&B group, and prints its outline first: every panel and the keys it reads.
 
+  depthlab dashboard runs/cifar10-degradation --sync               (upload offline runs first)
+
 The runs are read from their directories; what they logged must be in W&B
-already: runs log offline by default, so upload them first with
-`wandb sync runs/<sweep>/*/wandb/offline-run-*` (and the report run: `wandb
-sync runs/<sweep>/wandb/offline-run-*`, or where WANDB_DIR points). Saving
-uses the W&B API, so it needs the network and a key (`wandb login`). Offline
-(WANDB_MODE=offline) it saves nothing and says so; --out writes the spec (W&B's
-own view spec, JSON) for `depthlab dashboard --push spec.json` where there is
-network. Entity and project default to the runs' logger.wandb (your default
-entity when none is set).
+already. Runs that logged offline (no API key when they ran, or WANDB_MODE=
+offline) are uploaded by --sync: it finds every offline-run-* folder of the
+runs and of the sweep's report run (beside each run, in logger.wandb.dir or
+under WANDB_DIR), runs W&B's own `wandb sync` on them once (folders synced
+before are skipped) and then saves the workspace. Saving uses the W&B API, so
+it needs the network and a key (`wandb login`). Offline (WANDB_MODE=offline)
+it saves nothing and says so; --out writes the spec (W&B's own view spec,
+JSON) for `depthlab dashboard --push spec.json` where there is network. Entity
+and project default to the runs' logger.wandb (your default entity when none
+is set).
 """
 
 
@@ -54,11 +58,16 @@ def dashboard(
                               help="Save the workspace of a spec written with --out."),
     timeout: float = typer.Option(30.0, "--timeout", metavar="SECONDS", min=1.0,
                                   help="Most seconds to wait for the W&B API when saving."),
+    sync: bool = typer.Option(False, "--sync",
+                              help="First upload the runs' offline W&B folders (and the "
+                                   "sweep's report run) with `wandb sync`."),
 ) -> None:
     from depthlab import dashboard as dash
 
     if push is not None and paths:
         fail("give run directories or --push SPEC.json, not both")
+    if push is not None and sync:
+        fail("--sync uploads runs from their directories: give those, not --push SPEC.json")
     if push is None and not paths:
         fail("give a sweep or run directories, e.g. depthlab dashboard runs/my-sweep "
              "(or --push spec.json)")
@@ -94,9 +103,22 @@ def dashboard(
                  else "add --out spec.json to keep the spec and push it later")
         if push is not None:
             fail(f"offline ({why}): --push needs the W&B API online", code=1)
+        if sync:
+            fail(f"offline ({why}): --sync needs W&B online to upload the runs", code=1)
         console.print(f"offline ({why}): workspace not saved, saving needs the W&B API; "
                       f"{later}", highlight=False, soft_wrap=True)
         return
+    if sync:
+        from depthlab.dashboard.sync import offline_folders
+        from depthlab.dashboard.sync import sync as wandb_sync
+
+        folders = offline_folders(runs, paths)
+        console.print(f"wandb sync: {len(folders)} offline run folder(s)", highlight=False)
+        if folders:
+            try:
+                wandb_sync(folders, entity=entity, project=project)  # else where they logged
+            except dash.DashboardError as err:
+                fail(f"{err}; workspace not saved", code=1)
     try:
         url = dash.save_workspace(workspace, timeout=timeout)
     except dash.DashboardError as err:

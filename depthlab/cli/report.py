@@ -124,9 +124,10 @@ def build_report(paths: Sequence[str | Path], *, out_dir: str | Path | None = No
 def report_to_wandb(table, written: dict[str, Path], *, title: str,
                     commands: Sequence[str] | None, root: Path, mode: str | None = None) -> None:
     """One W&B run (job type "report") in the runs' group with the comparison table, the
-    verdicts and the figures, made the way the runs logged (their logger.wandb: offline
-    by default, nothing after logger=none) unless `mode` says otherwise. W&B trouble is
-    one warning line: the report files are written already."""
+    verdicts and the figures, made the way the runs logged (their logger.wandb: mode auto
+    by default, nothing after logger=none) unless `mode` says otherwise; re-reporting the
+    same runs resumes the same report run. W&B trouble is one warning line: the report
+    files are written already."""
     import yaml
 
     from depthlab.analysis import COMPARISON_HEADERS, comparison_rows, verdicts
@@ -141,7 +142,12 @@ def report_to_wandb(table, written: dict[str, Path], *, title: str,
             configs.append(yaml.safe_load((Path(run_dir) / CONFIG).read_text()))
         except (OSError, yaml.YAMLError):  # a run that never started: no config, no logger
             continue
-    settings = report_settings(configs, mode)
+    try:
+        settings = report_settings(configs, mode)
+    except ValueError as err:  # a WANDB_MODE that W&B would not take
+        console.print(f"[yellow]warning:[/] W&B report run not written: {err} "
+                      "(the report files are unaffected)", highlight=False, soft_wrap=True)
+        return
     if settings is None:
         return
     groups = [g for g in dict.fromkeys(table["group"]) if isinstance(g, str) and g]
@@ -205,9 +211,12 @@ def report(
 
     W&B: the comparison also becomes one W&B run in the runs' group (job type
     report: the table as a wandb.Table, the verdicts in its notes and summary,
-    the figures as images), logged as the runs logged (offline by default,
-    none after logger=none; --wandb to choose). `wandb sync` uploads it with
-    the runs; `depthlab dashboard` then lays them all out in one workspace.
+    the figures as images), logged as the runs logged (logger.wandb.mode auto by
+    default: WANDB_MODE, else online where W&B finds an API key, else offline;
+    none after logger=none; --wandb to choose). Reporting the same sweep again
+    resumes its one report run (id in <sweep>/wandb_report.json) and replaces
+    its table and verdicts. `depthlab dashboard --sync` uploads it with the
+    runs and lays them all out in one workspace.
     """
     if wandb_mode is not None and wandb_mode not in ("offline", "online", "disabled"):
         fail(f"--wandb must be offline, online or disabled, got {wandb_mode!r}")

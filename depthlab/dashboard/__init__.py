@@ -41,6 +41,7 @@ touches no network.
     runs    reading run directories: what each run logged to W&B (RunKeys), the verdicts
     spec    building the workspace offline; reading it back (outline, spec JSON, spec files)
     save    saving it through the W&B API, bounded in time; whether W&B is offline
+    sync    uploading the sweep's offline runs with `wandb sync` first (--sync)
 """
 
 from __future__ import annotations

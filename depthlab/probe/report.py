@@ -206,11 +206,14 @@ def report_markdown(result: ProbeResult, paths: Mapping[str, Path]) -> str:
 
 
 def log_wandb(result: ProbeResult, paths: Mapping[str, Path], *, project: str = "depthlab") -> str:
-    """One W&B run for the whole probe: the summary table and the figures. Offline unless
-    WANDB_MODE says otherwise. Returns the run's directory; raises whatever wandb raises."""
+    """One W&B run for the whole probe: the summary table and the figures, in the mode a
+    run's default logger resolves to (WANDB_MODE, else online where W&B finds an API key,
+    else offline). Returns the run's directory; raises whatever wandb raises."""
     import wandb
 
-    mode = os.environ.get("WANDB_MODE", "offline")
+    from depthlab.tracking.wandb_sink import resolve_mode
+
+    mode = resolve_mode("auto")[0]
     out = Path(paths["report"]).parent
     run = wandb.init(project=project, name=out.name, group="probe", job_type="probe", mode=mode,
                      dir=os.environ.get("WANDB_DIR") or str(out),

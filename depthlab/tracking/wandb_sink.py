@@ -3,9 +3,15 @@
 Made by the training loop when `logger.wandb.mode` is not `disabled`, and
 always wrapped in `tracking.safe.SafeSink`: any W&B trouble (no network, full
 disk, an exception inside wandb) becomes one warning and the sink goes quiet;
-the run and its local files go on. Offline by default: the run is written
-under `<dir>/wandb/offline-run-<time>-<id>/` and uploaded later with
-`wandb sync <that folder>`.
+the run and its local files go on.
+
+The mode: `auto` (the default) follows W&B's own convention, as `resolve_mode`
+says: WANDB_MODE when it is set, else online where W&B finds an API key
+(WANDB_API_KEY or what `wandb login` saved), else offline with a one-line hint.
+An explicit `logger.wandb.mode=online|offline|disabled` wins over all of them.
+Offline, the run is written under `<dir>/wandb/offline-run-<time>-<id>/` and
+uploaded later with `wandb sync <that folder>` (or a whole sweep's with
+`depthlab dashboard --sync`).
 
 What a W&B run holds (key: x axis it is plotted against):
 
@@ -74,7 +80,10 @@ if TYPE_CHECKING:  # for annotations only: importing the sink loads no torch
 
 log = logging.getLogger("depthlab")
 
-MODES = ("offline", "online", "disabled")
+MODES = ("auto", "offline", "online", "disabled")
+# WANDB_MODE as W&B itself reads it ("dryrun" and "run" are its older names)
+ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
+             "disabled": "disabled"}
 SERIES = ("grad_norm", "weight_norm", "ratio", "act_std", "back_norm")
 BLOCK_SERIES = ("act_std", "back_norm")  # one value per block, not per layer
 TABLE_COLUMNS = ["layer_index", "layer", "stage", "shortcut", "grad_norm", "weight_norm", "ratio",
@@ -87,7 +96,7 @@ HEATMAP_TICKS = 40  # most layer names written on its y axis
 class WandbConfig:
     """`logger.wandb` (see conf/logger/default.yaml for what each key means)."""
 
-    mode: str = "offline"
+    mode: str = "auto"
     project: str = "depthlab"
     entity: str | None = None
     tags: tuple[str, ...] = ()
@@ -177,9 +186,10 @@ def _scalars(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_credentials() -> None:
-    """Online mode: fail at once when W&B has no API key, instead of wandb.init
-    prompting for one in the middle of a run (or a sweep)."""
+def has_api_key() -> bool | None:
+    """Whether W&B finds an API key for its base URL (WANDB_API_KEY, or the netrc entry
+    `wandb login` writes), without prompting and without the network; None when this
+    wandb version cannot say."""
     import wandb
 
     try:
@@ -188,8 +198,33 @@ def _check_credentials() -> None:
         base_url = wandb.setup().settings.base_url
         auth = wbauth.authenticate_session(host=base_url, source="depthlab", prompt=False)
     except (ImportError, AttributeError, TypeError):  # another wandb version: wandb.init decides
-        return
-    if auth is None:
+        return None
+    return auth is not None
+
+
+def resolve_mode(mode: str) -> tuple[str, str]:
+    """(offline | online | disabled, why) for `logger.wandb.mode`. An explicit mode is
+    itself; `auto` is WANDB_MODE when set, else online where W&B finds an API key, else
+    offline. A WANDB_MODE that W&B would not accept is a ValueError naming the valid ones."""
+    if mode != "auto":
+        return mode, f"logger.wandb.mode={mode}"
+    env = os.environ.get("WANDB_MODE", "").strip()
+    if env:
+        if env.lower() not in ENV_MODES:
+            raise ValueError(f"WANDB_MODE={env!r} is not a W&B mode; valid: "
+                             f"{', '.join(ENV_MODES)} (or unset it)")
+        return ENV_MODES[env.lower()], f"WANDB_MODE={env}"
+    key = has_api_key()
+    if key:
+        return "online", "W&B found an API key"
+    return "offline", ("no W&B API key: `wandb login` to log online" if key is False else
+                       "this wandb version does not say whether an API key is set")
+
+
+def _check_credentials() -> None:
+    """Online mode: fail at once when W&B has no API key, instead of wandb.init
+    prompting for one in the middle of a run (or a sweep)."""
+    if has_api_key() is False:
         raise RuntimeError("online mode needs a W&B API key: run `wandb login` or set "
                            "WANDB_API_KEY (or use logger.wandb.mode=offline and `wandb sync` "
                            "later)")
@@ -200,6 +235,7 @@ class WandbSink:
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         self.cfg = WandbConfig.from_mapping(cfg)
+        self.mode = self.cfg.mode  # `auto` becomes offline/online/disabled when the run starts
         self.run: Any = None  # the wandb Run while one is open
         self.sync_dir: Path | None = None  # where this run's W&B files are
         self._info: RunInfo | None = None
@@ -218,21 +254,22 @@ class WandbSink:
                                                                         "ratio")}
         self._block_keys = {stat: block_keys(run.blocks, stat) for stat in BLOCK_SERIES}
         self._layer_block = layer_blocks(run.layers, run.blocks)
-        if c.mode == "disabled":
+        self.mode, why = resolve_mode(c.mode)
+        if self.mode == "disabled":
             return
         import wandb
 
         if run.resumed_from_step is not None:
             self._step = int(run.resumed_from_step)
             self._load_history(run)
-        if c.mode == "online":
+        if self.mode == "online":
             _check_credentials()
         root = Path(c.dir or os.environ.get("WANDB_DIR") or run.run_dir).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         arch = (run.config.get("arch") or {}).get("name") or run.description.get("arch")
         self.run = wandb.init(
             project=c.project, entity=c.entity, group=run.group, job_type=arch, name=run.name,
-            config=resolved_config(run), tags=list(c.tags), dir=str(root), mode=c.mode,
+            config=resolved_config(run), tags=list(c.tags), dir=str(root), mode=self.mode,
             id=self._run_id(run), resume="allow", reinit="create_new",
             settings=wandb.Settings(
                 init_timeout=float(c.init_timeout),  # online: bounded wait for the server
@@ -252,9 +289,9 @@ class WandbSink:
         r.summary.update(_scalars({"arch": d.get("arch"), "depth": d.get("depth"),
                                    "params": d.get("params"), "flops": d.get("flops")}))
         self.sync_dir = Path(r.sync_dir)
-        if c.mode == "offline":
-            log.info("W&B: offline run %s (id %s); upload later with: wandb sync %s",
-                     run.name, r.id, self.sync_dir)
+        if self.mode == "offline":
+            log.info("W&B: offline run %s (id %s; %s); upload later with: wandb sync %s",
+                     run.name, r.id, why, self.sync_dir)
         else:
             log.info("W&B: run %s at %s", run.name, r.url)
 
@@ -266,7 +303,7 @@ class WandbSink:
         self._log(row, step)
 
     def log_gradflow(self, epoch: int, record: Any) -> None:
-        if self._info is None or self.cfg.mode == "disabled":
+        if self._info is None or self.mode == "disabled":
             return
         self._remember(record.step, epoch, record.grad_norm)
         self._last = (epoch, record)

@@ -116,6 +116,7 @@ def test_report_adds_a_report_run_and_follows_the_wandb_option(in_compared):
     assert result.exit_code == 0, result.output
     after = report_runs(in_compared)
     assert len(after) == before + 1 and all(r.group == SWEEP for r in after)
+    assert len({r.run_id for r in after}) == 1  # one report run per sweep, resumed
 
     result = cli("report", f"runs/{SWEEP}", "--wandb", "disabled")
     assert result.exit_code == 0, result.output

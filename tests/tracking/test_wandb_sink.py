@@ -338,7 +338,7 @@ def test_disabled_mode_writes_nothing(wb):
 
 
 def test_logger_configs_match_the_sink():
-    for option, mode in (("default", "offline"), ("none", "disabled")):
+    for option, mode in (("default", "auto"), ("none", "disabled")):
         path = CONF / f"{option}.yaml"
         body = yaml.safe_load(path.read_text())
         assert list(body) == ["wandb"]

@@ -124,7 +124,9 @@ def read_wandb_run(path: Path) -> WandbRun:
             run.history.append(dict(body.get("item") or {}))
         elif kind == "summary":
             run.summary.update(body.get("update") or {})
-            for key in body.get("remove") or []:
+            for item in body.get("remove") or []:  # {"key": k} or {"nestedKey": [k, ...]}
+                key = item.get("key") or "/".join(item.get("nestedKey") or item.get("nested_key")
+                                                  or []) if isinstance(item, dict) else item
                 run.summary.pop(key, None)
         elif kind == "metric":
             run.metrics.append(body)
