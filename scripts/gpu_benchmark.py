@@ -22,7 +22,8 @@ Rows (scripts/README.md has the details; the measuring is depthlab/bench/gpu.py'
   ddp       the hand loop wrapped in DistributedDataParallel with a process group of one vs
             the same loop bare: what DDP adds to a step (issue #15), --ddp only
 
-gpu.json also holds, per net, `step_ms` (eager and graphed, read from the train and graphs
+gpu.json and gpu.md are rewritten after every row (`"complete": false` until the last), so a
+run cut by gpu_check.py's timeout still leaves what it measured. gpu.json also holds, per net, `step_ms` (eager and graphed, read from the train and graphs
 rows) and `fast_path` (graphs where they were faster), which scripts/gpu_check.py reads
 to size the Fig. 6 runs and to choose trainer.cuda_graphs.
 """
@@ -38,7 +39,6 @@ from pathlib import Path
 
 import torch
 
-from depthlab import machine
 from depthlab.bench import gpu, results, rows
 from depthlab.bench.gpu import GpuSettings
 from depthlab.bench.timing import say, sync
@@ -118,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     s = replace(s, reps=args.reps or s.reps)
     if args.cpu:  # one thread: on a small shared CPU, OpenMP threads spin against other jobs
         torch.set_num_threads(1)
+
+    def written(result: dict, got: list) -> None:  # each row as it is measured: a cut run keeps them
+        results.write(args.out, "gpu", result, results.gpu_page(result, got))
+
     result, got = gpu.run(
         s, set(args.only) | ({"ddp"} if args.ddp else set()), cuda=cuda, worker=_together_worker,
         data_root=args.data_root.expanduser(), cache_dir=args.cache_dir.expanduser(),
-        command=results.command_line(Path(__file__), argv), git=machine.git_commit(),
-        cpu_mode=args.cpu)
-    json_path, md_path = results.write(args.out, "gpu", result, results.gpu_page(result, got))
+        command=results.command_line(Path(__file__), argv), git=results.git_commit(ROOT),
+        cpu_mode=args.cpu, written=written)
+    json_path, md_path = args.out / "gpu.json", args.out / "gpu.md"
     rows.print_table(got)
     say(f"wrote {md_path} and {json_path} ({result['seconds']:.0f} s)")
     return 0

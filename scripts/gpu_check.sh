@@ -28,4 +28,9 @@ if ! "$py" -c "import depthlab.conf, depthlab.cli" 2>/dev/null; then
     echo "gpu_check.sh: installing depthlab (editable, --no-deps)"
     "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
 fi
+# the copied tree has no .git: every process (the runs' summaries too) reads the commit
+# scripts/gpu_bundle.sh recorded, through DEPTHLAB_GIT (depthlab.machine.git_commit)
+if [ ! -e .git ] && [ -z "${DEPTHLAB_GIT:-}" ] && [ -s .gpu/git-commit ]; then
+    export DEPTHLAB_GIT="$(cat .gpu/git-commit)"
+fi
 exec "$py" scripts/gpu_check.py "$@"

@@ -53,13 +53,33 @@ def test_the_report_section_puts_the_paper_beside_and_judges_residual_56():
     assert "residual-56 ends lower than residual-20 in training error by 1.50 points" in text
     assert "NVIDIA H200" in text and "trainer.cuda_graphs=true" in text
     del runs["residual-56-s0"]
-    assert "did not both finish: no verdict" in fig6.fig6_section(runs, facts)
+    assert "no verdict: residual-56 is missing (only completed runs are compared)" in fig6.fig6_section(runs, facts)
+
+
+def test_the_verdict_compares_completed_runs_only_and_says_which_was_cut():
+    """The deadline's SIGTERM leaves residual-56 interrupted with errors from a shorter
+    schedule: those are not compared, and the section says where it was cut."""
+    done = {"status": "completed", "steps_completed": 6400, "total_steps": 6400, "wall_seconds": 60,
+            "final_train_error": 0.10, "final_test_error": 0.12}
+    runs = {"residual-20-s0": done, "plain-20-s0": done, "plain-56-s0": done,
+            "residual-56-s0": {**done, "status": "interrupted", "steps_completed": 4100,
+                               "final_train_error": 0.05, "final_test_error": 0.08}}
+    text = fig6.fig6_section(runs, {"env": {}, "length": "L", "graphs": False, "graphs_why": "W",
+                                    "every": 100, "train_s": 300, "total_s": 500})
+    assert "ends lower" not in text and "ends higher" not in text
+    assert ("- **Residual-56 vs residual-20:** no verdict: residual-56 was cut at step 4,100 of "
+            "6,400 (interrupted) (only completed runs are compared)") in text
+    assert "- **Cut:** residual-56 was cut at step 4,100 of 6,400 (interrupted)" in text
+    assert "| residual-56 | interrupted | 4100 |" in text
+    runs["residual-56-s0"] = done
+    assert "- **Cut:**" not in fig6.fig6_section(runs, {"env": {}})  # a partial summary's facts do
 
 
 @pytest.mark.slow
 def test_cpu_mode_writes_every_file_the_gpu_run_would(tmp_path):
-    """The command the GPU session runs, in its CPU mode: benchmark rows (CUDA ones skipped,
-    saying so), the four Fig. 6 runs on synthetic images, their report, the pack."""
+    """The command the GPU session runs, in its CPU mode: the tiny archive found, unpacked and
+    decoded, the CUDA test selections (skipping), benchmark rows (CUDA ones skipped, saying so),
+    the four Fig. 6 runs on the decoded images, their report, the pack."""
     out, pack = tmp_path / "out", tmp_path / "pack"
     proc = subprocess.run([sys.executable, str(SCRIPTS / "gpu_check.py"), "--cpu", "--out", str(out),
                            "--pack", str(pack)], capture_output=True, text=True, timeout=300)
@@ -104,14 +124,16 @@ def test_cpu_mode_writes_every_file_the_gpu_run_would(tmp_path):
     assert bench["nets"]["residual-8-cifar"]["fast_path"] == "eager"
 
     summary = (pack / "summary.md").read_text()
-    assert "mode: CPU" in summary and "## Benchmark" in summary
-    tests = (out / "logs" / "cuda_tests.txt").read_text()
+    assert "mode: CPU" in summary and "## Benchmark" in summary and "- state: finished" in summary
+    tests = (out / "logs" / "tests-graphs.xml").read_text() + (out / "logs" / "tests-cuda.xml").read_text()
     for node in ("test_graph_replays_give_eager_gradient_flow_step_by_step",
                  "test_cuda_bf16_channels_last_with_the_device_resident_loader",
                  "test_a_run_with_cuda_graphs_writes_eager_gradient_flow"):
-        assert node in tests  # the GPU run's test selection finds them
+        assert node in tests  # the GPU run's test selections ran (and skipped these: no CUDA)
     facts = json.loads((out / "facts.json").read_text())
     assert facts["graphs"] is False and facts["cpu_mode"] is True
+    assert s["data"] == "cifar10" and s["train_size"] == 100  # the tiny archive, unpacked and decoded
+    assert len(list((out / "cache").glob("cifar10-folders-*.npz"))) == 1
 
 
 @pytest.mark.slow

@@ -253,11 +253,17 @@ def together_rows(s: GpuSettings, cuda: bool, nets: dict[str, Any],
 
 # --- the whole table ---------------------------------------------------------------------------
 
+# written(result, rows): called with the table so far after every row (gpu_benchmark.py writes
+# gpu.json and gpu.md there, so that a benchmark cut by its timeout still leaves its rows)
+Written = Callable[[dict[str, Any], list[Row]], None]
+
+
 def run(s: GpuSettings, chosen: set[str], *, cuda: bool, worker: Worker, data_root: Path,
         cache_dir: Path, command: str = "", git: str | None = None,
-        cpu_mode: bool = False) -> tuple[dict[str, Any], list[Row]]:
-    """The chosen parts (nets, data, together, ddp) in that order: gpu.json's result and its rows.
-    One net's or one row's failure is a skipped row saying why, never the end of the table."""
+        cpu_mode: bool = False, written: Written | None = None) -> tuple[dict[str, Any], list[Row]]:
+    """The chosen parts (nets, data, together, ddp) in that order: gpu.json's result and its rows
+    (result["complete"] false until the last). One net's or one row's failure is a skipped row
+    saying why, never the end of the table."""
     from depthlab.bench.feeding import data_row
 
     if cuda:
@@ -275,6 +281,12 @@ def run(s: GpuSettings, chosen: set[str], *, cuda: bool, worker: Worker, data_ro
         say(f"{name}: {row.note[len('skipped: '):]}")
         return row
 
+    def measured(complete: bool = False) -> None:
+        result.update(seconds=time.perf_counter() - started, rows=[asdict(r) for r in rows],
+                      complete=complete)
+        if written is not None:
+            written(result, rows)
+
     if "nets" in chosen:
         for spec in s.nets:
             key = f"residual-{spec.depth}-{spec.layout}"
@@ -282,9 +294,10 @@ def run(s: GpuSettings, chosen: set[str], *, cuda: bool, worker: Worker, data_ro
                 got, net = net_rows(s, spec, cuda)
             except Exception as err:  # noqa: BLE001  (one net's failure must not cost the others)
                 rows.append(failed(f"train/{key}", f"training step: {spec.label}", err))
-                continue
-            rows += got
-            result["nets"][key] = net
+            else:
+                rows += got
+                result["nets"][key] = net
+            measured()
             if cuda:
                 torch.cuda.empty_cache()
     if "data" in chosen:
@@ -296,14 +309,15 @@ def run(s: GpuSettings, chosen: set[str], *, cuda: bool, worker: Worker, data_ro
                                  cache_dir=cache_dir, device=dev))
         except Exception as err:  # noqa: BLE001
             rows.append(failed("data/cifar10-device", "data feeding", err))
+        measured()
     if "together" in chosen:
         got, result["together"] = together_rows(s, cuda, result["nets"], worker)
         rows += got
+        measured()
     if "ddp" in chosen:
         try:
             rows.append(ddp_row(s))
         except Exception as err:  # noqa: BLE001
             rows.append(failed("ddp/residual-20-cifar", "DDP of one process", err))
-    result["seconds"] = time.perf_counter() - started
-    result["rows"] = [asdict(r) for r in rows]
+    measured(complete=True)
     return result, rows

@@ -70,12 +70,36 @@ def command_line(script: Path, argv: list[str]) -> str:
     return shlex.join(["python", shown, *argv])
 
 
+# written by scripts/gpu_bundle.sh where the checkout is: the GPU machine's copy has no .git
+COMMIT_FILE = Path(".gpu") / "git-commit"
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit of the tree at `root`: git's (depthlab.machine.git_commit) in a checkout, else
+    DEPTHLAB_GIT, else what scripts/gpu_bundle.sh recorded in .gpu/git-commit before the tree
+    was copied."""
+    if (root / ".git").exists():
+        return machine.git_commit(root)
+    try:
+        recorded = (root / COMMIT_FILE).read_text().strip()
+    except OSError:
+        recorded = ""
+    return os.environ.get("DEPTHLAB_GIT") or recorded or None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Whole or not at all: a process killed mid-write leaves the previous file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write(out: Path, stem: str, result: dict[str, Any], page: str) -> tuple[Path, Path]:
-    """<out>/<stem>.json and <out>/<stem>.md."""
+    """<out>/<stem>.json and <out>/<stem>.md (rewritten after every row by the GPU benchmark)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = out / f"{stem}.json", out / f"{stem}.md"
-    paths[0].write_text(json.dumps(result, indent=2) + "\n")
-    paths[1].write_text(page)
+    write_text(paths[0], json.dumps(result, indent=2) + "\n")
+    write_text(paths[1], page)
     return paths
 
 
@@ -134,7 +158,10 @@ def gpu_page(result: dict[str, Any], rows: list[Row]) -> str:
         f"- host: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, torchvision {m['torchvision']}, "
         f"Python {m['python']}, {m['os']}",
         f"- command: `{result['command']}`" + (f" (git {result['git']})" if result.get("git") else ""),
-        f"- wall time: {result['seconds']:.0f} s", "",
+        f"- wall time: {result['seconds']:.0f} s"
+        + ("" if result.get("complete", True) else
+           " so far: rows are written as they are measured, and this run has not finished them (cut?)"),
+        "",
         HOW.replace("the two sides", "the sides"), "",
         markdown_rows(rows), "",
         "Step times (ms, medians) and the faster path per net, as scripts/gpu_check.py reads them:", "",

@@ -30,11 +30,15 @@ class GraphedStep:
 
     The first `warmup` steps run eagerly on a side stream (lazy cuDNN/cuBLAS set-up must
     not happen during capture); they are real training steps. A batch of another shape
-    than the captured one (none with the train loaders' whole batches) runs eagerly."""
+    than the captured one (none with the train loaders' whole batches) runs eagerly.
+
+    Streams, capture and replay are bound to `device`, the model's by default: a stream
+    made without one lives on the current device (cuda:0), not on trainer.device=cuda:N."""
 
     def __init__(self, model: nn.Module, precision: Precision, probe: GradFlowProbe | None,
-                 warmup: int = 3) -> None:
+                 warmup: int = 3, device: torch.device | str | None = None) -> None:
         self.model = model
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.probe = probe
         dtype = AUTOCAST_DTYPES.get(precision.name)
         # autocast's weight-cast cache must be off inside a capture (torch.cuda.graph docs);
@@ -61,7 +65,9 @@ class GraphedStep:
         if self.probe is not None:
             self.probe.arm()  # block hooks run once, in the capture: their kernels are in the graph
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # its own capture stream on the model's device: torch.cuda.graph's default is one
+        # stream for the whole process, made on whichever device was current first
+        with torch.cuda.graph(graph, stream=torch.cuda.Stream(device=self.device)):
             out, loss = forward_loss(self.model, self.static_x, self.static_y, self.autocast)
             loss.backward()
             self.static_loss = loss.detach()
@@ -72,13 +78,19 @@ class GraphedStep:
     def __call__(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  precision: Precision, probe: GradFlowProbe | None, step: int) -> StepResult:
         """One training step (see step.train_step): eager while warming up, then replays."""
+        with torch.cuda.device(self.device):  # capture and replay use the current device's state
+            return self._step(optimizer, x, y, precision, probe, step)
+
+    def _step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+              precision: Precision, probe: GradFlowProbe | None, step: int) -> StepResult:
         if self.graph is None and self.eager_steps < self.warmup:
             if self._side is None:
-                self._side = torch.cuda.Stream()
-            self._side.wait_stream(torch.cuda.current_stream())
+                self._side = torch.cuda.Stream(device=self.device)
+            current = torch.cuda.current_stream(self.device)
+            self._side.wait_stream(current)
             with torch.cuda.stream(self._side):
                 result = self._eager(optimizer, x, y, precision, probe, step)
-            torch.cuda.current_stream().wait_stream(self._side)
+            current.wait_stream(self._side)
             return result
         if self.graph is None:
             self._capture(optimizer, x, y)

@@ -122,6 +122,62 @@ def test_the_summary_counts_the_graph_replays(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "graphed" / "summary.json").read_text())["cuda_graph_replays"] == 4
 
 
+def test_the_streams_and_the_capture_are_bound_to_the_models_device(monkeypatch):
+    """trainer.device=cuda:1: the warm-up's side stream, the stream it waits on, the capture
+    stream and the current device are all cuda:1's, not the current device's (cuda:0). On the
+    CPU: torch.cuda's stream, device and graph calls are stand-ins that record what device
+    each was asked for, around a real eager warm-up and capture of a CPU model."""
+    from contextlib import nullcontext
+
+    seen = []
+
+    class Stream:
+        def __init__(self, device=None):
+            self.device = None if device is None else torch.device(device)
+            seen.append(("stream", self.device))
+
+        def wait_stream(self, other):
+            seen.append(("wait", other.device))
+
+    class Graph:
+        def replay(self):
+            seen.append(("replay", None))
+
+    def graph(g, stream=None, **kwargs):
+        seen.append(("capture", stream.device if stream is not None else None))
+        return nullcontext()
+
+    def device(d):
+        seen.append(("device", torch.device(d)))
+        return nullcontext()
+
+    def current(device=None):
+        s = Stream.__new__(Stream)
+        s.device = torch.device(device) if device is not None else None
+        seen.append(("current", s.device))
+        return s
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", current)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: nullcontext())
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    torch.manual_seed(0)
+    model = build_model("residual", 8, num_classes=10, layout="cifar")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    p = make_precision("fp32", CPU)
+    net = GraphedStep(model, p, None, warmup=1, device="cuda:1")
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(10, (4,))
+    for step in range(3):  # warm-up, capture + replay, replay
+        loss, _, _ = net(opt, x, y, p, None, step)
+        assert torch.isfinite(loss)
+    kinds = [k for k, _ in seen]
+    assert kinds.count("capture") == 1 and kinds.count("replay") == 2 and "wait" in kinds
+    assert kinds.count("device") == 3  # each step runs with cuda:1 current
+    assert {d for k, d in seen if k != "replay"} == {torch.device("cuda", 1)}, seen
+    assert GraphedStep(model, p, None).device == torch.device("cpu")  # by default: the model's
+
+
 # --- on a GPU: the graph equals eager ---------------------------------------------------------
 
 def _pair(precision: str, channels_last: bool):
