@@ -99,8 +99,8 @@ def degradation_verdicts(table: pd.DataFrame) -> list[Verdict]:
         elif plain:
             answer = {True: "yes", False: "no", None: "inconclusive"}[holds]
         else:
-            answer = {True: "deeper is worse", False: "deeper is not worse",
-                      None: "inconclusive"}[holds]
+            answer = {True: "deeper is worse", None: "inconclusive",
+                      False: "deeper trains lower" if d.diff < 0 else "deeper is not worse"}[holds]
         text = (f"{prefix}: {answer} - {deep.label} ends at {pct(deep.mean)} training error vs "
                 f"{pct(shallow.mean)} for {shallow.label} "
                 f"({seeds_note(shallow, deep, d, unit='points', fmt=pts)})")

@@ -92,7 +92,7 @@ def test_verdicts_clear_degradation_in_plain_not_in_residual(sweep):
     assert "difference of 4.4 points exceeds the seeds' spread (max - min) of 0.4 points" in plain.text
     res = one(found, "degradation", "residual")
     assert res.holds is False
-    assert res.text.startswith("Residual nets: deeper is not worse - residual-56 ends at 6.1% "
+    assert res.text.startswith("Residual nets: deeper trains lower - residual-56 ends at 6.1% "
                                "training error vs 7.9% for residual-20")
     at56 = [v for v in by_kind(found, "plain_vs_residual") if "depth 56" in v.text]
     assert len(at56) == 1 and at56[0].holds is True
@@ -168,7 +168,7 @@ def test_failed_diverged_and_running_runs_are_listed_and_left_out(tmp_path, swee
     assert one(found, "degradation", "plain").text.startswith(
         "Degradation in plain nets: yes - plain-56 ends at 14.2%")
     assert one(found, "degradation", "residual").text.startswith(
-        "Residual nets: deeper is not worse - residual-56")
+        "Residual nets: deeper trains lower - residual-56")
     excluded = one(found, "excluded")
     assert excluded.text == ("Left out of the verdicts: plain-110-s0 (diverged after 2 of 4 epochs); "
                              "plain-164-s0 (failed: CUDA out of memory); "

@@ -140,7 +140,7 @@ def test_cli_report_prints_the_table_and_verdicts(tmp_path):
     text = words(out)
     assert ("Degradation in plain nets: yes - plain-56 ends at 14.2% training error vs 9.8% "
             "for plain-20") in text
-    assert "Residual nets: deeper is not worse - residual-56 ends at 6.1%" in text
+    assert "Residual nets: deeper trains lower - residual-56 ends at 6.1%" in text
     for name in ["report.md", "report.html", "summary.csv", *FIGURES]:
         assert (sweep / name).is_file(), name
     assert f"depthlab report {sweep}" in (sweep / "report.md").read_text()
