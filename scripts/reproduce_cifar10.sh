@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce results/cifar10-degradation/, results/cifar10-gradflow/,
 # results/cifar10-fulldata/, results/cifar10-init/, results/cifar10-normfree/,
-# results/cifar10-bf16/ and results/cifar10-blocks/ from a clean
+# results/cifar10-bf16/, results/cifar10-blocks/ and results/cifar10-fig6/ from a clean
 # checkout plus the CIFAR-10 data (see results/README.md for what each holds).
 #
 #   bash scripts/reproduce_cifar10.sh [RUNS_DIR]
@@ -20,9 +20,10 @@
 #           and 33 for the full-data comparison (4 runs) on a 2-core x86_64 CPU; 102 for
 #           the start ablation (16 runs, Intel Xeon VM), 73 for the norm-free sweep
 #           (12 runs, the same VM), 92 for the bf16 comparison (16 runs, its two arms one
-#           after the other, AMD EPYC VM, the cores shared with other work) and 42 for the
-#           block ablation (12 runs, its two sweeps one after the other, the same VM, idle):
-#           436 min, about 7.3 h, in all.
+#           after the other, AMD EPYC VM, the cores shared with other work), 42 for the
+#           block ablation (12 runs, its two sweeps one after the other, the same VM, idle)
+#           and 51 for the Fig. 6 recipe (16 runs, the same VM, idle): 487 min, about
+#           8.1 h, in all.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -71,6 +72,9 @@ blocks=(depthlab sweep experiment=cifar10_blocks arch=residual arch.preact=false
         seed=0,1 sweep.name=cifar10-blocks)
 blocks_plain=(depthlab sweep experiment=cifar10_blocks arch=plain depth=20,56 seed=0,1
               sweep.name=cifar10-blocks)
+# Both halves of the paper's Fig. 6 on this CPU (issue #24): plain and residual at 20, 32,
+# 44, 56, 2 seeds, the recipe of conf/experiment/cifar10_fig6.yaml.
+fig6=(depthlab compare plain residual experiment=cifar10_fig6 seed=0,1 sweep.name=cifar10-fig6)
 
 "${degradation[@]}" "${launcher[@]}"
 "${gradflow[@]}" "${launcher[@]}"
@@ -82,6 +86,7 @@ blocks_plain=(depthlab sweep experiment=cifar10_blocks arch=plain depth=20,56 se
 "${bf16_fast[@]}" "${launcher[@]}"
 "${blocks[@]}" "${launcher[@]}"
 "${blocks_plain[@]}" "${launcher[@]}"
+"${fig6[@]}" "${launcher[@]}"
 
 depthlab report "$runs/cifar10-degradation" --out results/cifar10-degradation \
     --title "Degradation on CIFAR-10: plain vs residual, depths 20-56" \
@@ -109,3 +114,7 @@ depthlab report "$runs/cifar10-bf16" --out results/cifar10-bf16 \
 depthlab report "$runs/cifar10-blocks" --out results/cifar10-blocks \
     --title "Does the block decide whether depth helps? 2015 post-activation vs 2016 pre-activation residual blocks, 20 and 56, warm-up start" \
     --command "${blocks[*]}" --command "${blocks_plain[*]}" --note "$note"
+depthlab report "$runs/cifar10-fig6" --out results/cifar10-fig6 \
+    --title "Fig. 6 on a CPU, the best recipe found: plain and residual at 20, 32, 44, 56, 624 steps on 5,000 images without augmentation" \
+    --command "${fig6[*]}" \
+    --note "$note No augmentation, pre-activation residual blocks, a 1-epoch lr warm-up, bf16 autocast: every departure from the paper's recipe, the recipes tried before it and what they gave are in conf/experiment/cifar10_fig6.yaml's header."

@@ -290,6 +290,19 @@ def compare_table(doc_rows: list[list[str]], expected: list[list[Expect | str]])
 # the tables
 
 
+def fig6_rows() -> list[list[Expect]]:
+    """README's Fig. 6 recipe table: train / test error %, mean ± std, plain then residual."""
+    rows = []
+    for d in (20, 32, 44, 56):
+        cells: list[Expect] = [Expect("{}", (d,))]
+        for arch in ("plain", "residual"):
+            cells.append(Expect("{} ± {} / {} ± {}", (
+                *mean_std("cifar10-fig6", "final_train_error", arch=arch, depth=d),
+                *mean_std("cifar10-fig6", "final_test_error", arch=arch, depth=d))))
+        rows.append(cells)
+    return rows
+
+
 def degradation_rows(split: bool) -> list[list[Expect]]:
     f = "cifar10-degradation"
     rows = []
@@ -453,6 +466,7 @@ TABLES = [
     TableCheck(README, "| depth | plain: train / test error % | residual: train / test error % "
                "| log10 first/last gradient, plain: init -> end | residual: init -> end |",
                "results/cifar10-degradation/summary.csv", lambda: degradation_rows(split=False)),
+    TableCheck(README, "| depth | plain | residual |", "results/cifar10-fig6/summary.csv", fig6_rows),
     TableCheck(README, "| start | residual-20 train / test % | residual-56 train / test % "
                "| residual-56 vs residual-20 |", "results/cifar10-init/summary.csv", init_rows),
     TableCheck(README, "| arch | norm | log10 first/last gradient at depth 20 / 56 / 110 / 218 "
@@ -634,7 +648,7 @@ def last_epyc_parts() -> dict:
 def reproduce_times() -> tuple[float, ...]:
     return (span_minutes(DEG), span_minutes(GRAD, group="cifar10-gradflow"), span_minutes(FULL),
             span_minutes(INIT), span_minutes(NF, **NF_RUNS), span_minutes("cifar10-bf16"),
-            span_minutes("cifar10-blocks"))
+            span_minutes("cifar10-blocks"), span_minutes("cifar10-fig6"))
 
 
 def reproduce_total() -> tuple[float, float]:
@@ -643,7 +657,23 @@ def reproduce_total() -> tuple[float, float]:
 
 
 R, RR = README, RESULTS_README
+F6 = "cifar10-fig6"
 QUOTES = [
+    # README, "What it finds": the Fig. 6 recipe
+    q(R, "16 runs, {} min from the first run's start to the last run's end", summary(F6),
+      lambda: (span_minutes(F6),)),
+    q(R, "raises the training error, {}% -> {}% from 20 to 56 layers (seed spread {}).",
+      summary(F6), lambda: (m(F6, arch="plain", depth=20), m(F6, arch="plain", depth=56),
+                            diff_spread(F6, "final_train_error", {"arch": "plain", "depth": 20},
+                                        {"arch": "plain", "depth": 56})[1])),
+    q(R, "residual-20 ({}% and {}% vs {}%, beyond the seeds' spread)", summary(F6),
+      lambda: (m(F6, arch="residual", depth=32), m(F6, arch="residual", depth=44),
+               m(F6, arch="residual", depth=20))),
+    q(R, "residual-56 does not ({}% vs {}%: within the sampling", summary(F6),
+      lambda: (m(F6, arch="residual", depth=56), m(F6, arch="residual", depth=20))),
+    q(RR, "(16 runs, two at a time on the idle AMD EPYC VM, 2026-12-07, as two sweeps side by side, "
+      "`arch=residual` and `arch=plain`, which this command resumes to: {} min from the first "
+      "run's start", summary(F6), lambda: (span_minutes(F6),)),
     # README, "What it finds": the degradation sweep
     q(R, "624 SGD steps, about {}% of the paper's schedule", S_DEG,
       lambda: (100 * steps(DEG) / 64000,)),
@@ -837,8 +867,7 @@ QUOTES = [
       "results/probe-normfree/timing.json, results/probe-normfree/probe.json",
       lambda: (json_file("results/probe-normfree/timing.json")["wall_seconds"],
                json_file("results/probe-normfree/probe.json")["wall_seconds"])),
-    q(RR, "and `cifar10-blocks/` (two sweeps into one each). Its sweeps took {} min, about {} h, on "
-      "2 cores",
+    q(RR, "and `cifar10-fig6/`. Its sweeps took {} min, about {} h, on 2 cores",
       "scripts/reproduce_cifar10.sh's header, results/*/summary.csv", reproduce_total),
     # results/README: what they show
     q(RR, "class-balanced 10,000-image subset = {} SGD steps, full 10,000-image test set; {} h of "
@@ -975,14 +1004,16 @@ QUOTES = [
       "gradient-flow sweep ({} runs) # and {} for the full-data comparison ({} runs) on a 2-core "
       "x86_64 CPU; {} for # the start ablation ({} runs, Intel Xeon VM), {} for the norm-free "
       "sweep # ({} runs, the same VM), {} for the bf16 comparison ({} runs, its two arms one "
-      "# after the other, AMD EPYC VM, the cores shared with other work) and {} for the # block "
-      "ablation ({} runs, its two sweeps one after the other, the same VM, idle): # {} min, "
-      "about {} h, in all.", "results/*/summary.csv",
+      "# after the other, AMD EPYC VM, the cores shared with other work), {} for the # block "
+      "ablation ({} runs, its two sweeps one after the other, the same VM, idle) # and {} for "
+      "the Fig. 6 recipe ({} runs, the same VM, idle): {} min, about # {} h, in all.",
+      "results/*/summary.csv",
       lambda: (reproduce_times()[0], len(runs(DEG)), reproduce_times()[1],
                len(runs(GRAD, group="cifar10-gradflow")), reproduce_times()[2], len(runs(FULL)),
                reproduce_times()[3], len(runs(INIT)), reproduce_times()[4],
                len(runs(NF, **NF_RUNS)), reproduce_times()[5], len(runs("cifar10-bf16")),
-               reproduce_times()[6], len(runs("cifar10-blocks")), *reproduce_total())),
+               reproduce_times()[6], len(runs("cifar10-blocks")), reproduce_times()[7],
+               len(runs("cifar10-fig6")), *reproduce_total())),
 ]
 
 
@@ -1042,7 +1073,8 @@ def test_reproduce_paragraph_counts_what_the_script_runs():
     script = text("scripts/reproduce_cifar10.sh")
     sweeps = re.findall(r'^"\$\{(\w+)\[@\]\}" "\$\{launcher\[@\]\}"$', script, re.MULTILINE)
     outs = list(dict.fromkeys(re.findall(r"--out (results/[\w-]+)", script)))
-    words = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+    words = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten",
+             11: "eleven", 12: "twelve"}
     para = flat(text(RESULTS_README))
     err = check_quote(para, Expect(f"`bash scripts/reproduce_cifar10.sh` runs {words[len(sweeps)]}"
                                    f" sweep commands"))
