@@ -14,19 +14,17 @@ of a resumed run by start time and skips folders it synced already.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from depthlab.tracking.wandb_report import ID_FILE as REPORT_ID_FILE
+from depthlab.rundir import WANDB_ID
+from depthlab.tracking.wandb_report import report_state
 
 from .runs import RunKeys
 from .spec import DashboardError
-
-RUN_ID_FILE = "wandb_id.txt"  # written by depthlab.tracking.wandb_sink beside summary.json
 
 
 def _bases(*dirs: str | Path | None) -> list[Path]:
@@ -48,14 +46,6 @@ def _folders(run_id: str, bases: Iterable[Path]) -> list[Path]:
     return found
 
 
-def _report_id(sweep: Path) -> str | None:
-    try:
-        data = json.loads((sweep / REPORT_ID_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
-
-
 def offline_folders(runs: Sequence[RunKeys], paths: Iterable[str | Path] = ()) -> list[Path]:
     """The offline-run-* folders of `runs` (those that logged to W&B) and of the report
     runs of the sweeps they sit in (or of `paths`), oldest part first within each run."""
@@ -65,7 +55,7 @@ def offline_folders(runs: Sequence[RunKeys], paths: Iterable[str | Path] = ()) -
         if run.wandb is None:
             continue
         try:
-            run_id = (run.run_dir / RUN_ID_FILE).read_text().strip()
+            run_id = (run.run_dir / WANDB_ID).read_text().strip()
         except OSError:
             run_id = ""
         if run_id:
@@ -78,7 +68,7 @@ def offline_folders(runs: Sequence[RunKeys], paths: Iterable[str | Path] = ()) -
         if sweep in seen:
             continue
         seen.add(sweep)
-        report_id = _report_id(sweep)
+        report_id = report_state(sweep).get("id")
         if report_id:
             found += [f for f in _folders(report_id, _bases(wandb_dir, sweep)) if f not in found]
     return found

@@ -37,15 +37,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import string
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from depthlab.rundir import atomic_write
 
-from .wandb_sink import WandbConfig, _check_credentials, resolve_mode
+from .wandb_sink import WandbConfig, _check_credentials, new_run_id, resolve_mode
 
 JOB_TYPE = "report"
 RUN_NAME = "report"
@@ -103,10 +101,10 @@ def report_settings(configs: Iterable[Mapping[str, Any] | None],
     return chosen
 
 
-def _previous(root: Path) -> dict[str, Any]:
+def report_state(root: str | Path) -> dict[str, Any]:
     """The sweep's report run so far ({} when none, or the file does not read)."""
     try:
-        data = json.loads((root / ID_FILE).read_text())
+        data = json.loads((Path(root) / ID_FILE).read_text())
     except (OSError, ValueError):
         return {}
     ok = (isinstance(data, dict) and isinstance(data.get("id"), str)
@@ -135,9 +133,8 @@ def log_report_run(settings: WandbConfig, *, group: str, root: str | Path,
     notes = "\n".join(text for _, _, text, _ in verdicts)
     if title:
         notes = f"{title}\n\n{notes}" if notes else title
-    before = _previous(root)
-    run_id = before.get("id") or "".join(secrets.choice(string.ascii_lowercase + string.digits)
-                                         for _ in range(8))
+    before = report_state(root)
+    run_id = before.get("id") or new_run_id()
     step = before["step"] + 1 if before else 0
     run = wandb.init(
         project=c.project, entity=c.entity, group=group, job_type=JOB_TYPE, name=RUN_NAME,

@@ -186,6 +186,11 @@ def _scalars(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def new_run_id() -> str:
+    """A fresh W&B run id: 8 random lowercase letters and digits, as W&B makes them."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
 def has_api_key() -> bool | None:
     """Whether W&B finds an API key for its base URL (WANDB_API_KEY, or the netrc entry
     `wandb login` writes), without prompting and without the network; None when this
@@ -365,7 +370,7 @@ class WandbSink:
             run_id = path.read_text().strip()
             if run_id and all(ch.isalnum() or ch in "-_" for ch in run_id):
                 return run_id
-        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        run_id = new_run_id()
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, run_id + "\n")
         return run_id
